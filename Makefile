@@ -1,0 +1,33 @@
+# physgm: `make run` (install + main job), `make test` (install + tests), `make bench`.
+# Installation happens once: the stamp file is rebuilt only when its inputs change.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+export RAY_AUTH_MODE ?= disabled
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DS_ACCELERATOR ?= cpu
+export RAY_USAGE_STATS_ENABLED ?= 0
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test test-slow bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt scripts/install.sh
+	bash scripts/install.sh
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m physgm run --config configs/quickstart.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) -m physgm bench mpm --json
+	$(PY) -m physgm bench render --json
+
+clean:
+	rm -rf .venv runs

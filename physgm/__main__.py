@@ -1,0 +1,3 @@
+from physgm.cli import main
+
+main()

@@ -1,0 +1,259 @@
+"""Typed configuration: one pydantic model per stage, composed into ``RunConfig``.
+
+YAML files under ``configs/`` hold a ``RunConfig``; every CLI command takes ``--config`` and
+any number of ``--set a.b=c`` overrides (values parsed as YAML: ``--set sim.grid_res=64``,
+``--set sim.gravity=[0,-9.8,0]``). ``load_config`` is the one loader; a validation error
+names the field, the allowed range and the value given.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MPMConfig(_Section):
+    """MLS-MPM simulation settings (SI units). The domain is the cube [0, domain_size]³ m
+    split into grid_res³ cells; the floor is the plane y = 3·dx (boundary cells)."""
+
+    grid_res: int = Field(32, ge=8, le=512, description="cells per axis")
+    domain_size: float = Field(1.0, gt=0, description="edge of the cubic domain [m]")
+    substep_dt: Optional[float] = Field(None, gt=0, description="substep [s]; None = from the "
+                                        "CFL and elastic wave-speed bound")
+    frame_dt: float = Field(1.0 / 25.0, gt=0, description="time between output frames [s] "
+                            "(paper: 25 fps)")
+    n_frames: int = Field(50, ge=1, le=10000, description="frames after the initial one "
+                          "(paper: 50)")
+    gravity: tuple[float, float, float] = Field((0.0, -9.8, 0.0), description="[m/s²], y up")
+    boundary: Literal["sticky", "slip", "separate"] = Field(
+        "separate", description="floor/walls: sticky (v=0), slip (normal v=0), separate "
+        "(only inward normal v removed, so objects can bounce off)")
+    friction: float = Field(0.2, ge=0, le=10, description="Coulomb friction of slip/separate walls")
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / max(wave speed, speed)")
+    max_speed: float = Field(50.0, gt=0, description="speed [m/s] above which a run is 'unstable'")
+    escape_fraction: float = Field(0.01, ge=0, le=1, description="fraction of particles leaving "
+                                   "the interior above which a run is 'escaped'")
+    particles_per_cell: int = Field(8, ge=1, le=64, description="sampling density of primitives "
+                                    "(8 = 2 per axis)")
+    seed: int = 0
+
+
+class RenderConfig(_Section):
+    width: int = Field(64, ge=8, le=4096)
+    height: int = Field(64, ge=8, le=4096)
+    backend: Literal["auto", "torch", "gsplat"] = "auto"
+    tile_size: int = Field(16, ge=4, le=128, description="torch backend tile edge [px]")
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+class DataConfig(_Section):
+    path: str = "runs/quickstart/data.zarr"
+    n_scenes: int = Field(24, ge=1)
+    n_views: int = Field(4, ge=1, le=16, description="input views stored per scene")
+    image_size: int = Field(64, ge=16, le=2048)
+    video_frames: int = Field(16, ge=2)
+    max_particles: int = Field(5000, ge=100)
+    val_fraction: float = Field(0.15, ge=0, lt=1)
+    test_fraction: float = Field(0.15, ge=0, lt=1)
+    label_noise: float = Field(1.0, ge=0, le=5, description="scale of the annotator's noise "
+                               "and bias (0 = perfect labels)")
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+
+
+class ModelConfig(_Section):
+    backbone: Literal["vit", "dinov3"] = "vit"
+    backbone_checkpoint: Optional[str] = Field(None, description="local DINOv3 weights (.pth)")
+    image_size: int = Field(64, ge=16)
+    patch_size: int = Field(8, ge=2)
+    dim: int = Field(128, ge=16)
+    depth: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    backbone_depth: int = Field(4, ge=1)
+    n_global_tokens: int = Field(3, ge=2)
+
+
+class PretrainConfig(_Section):
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(4, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    grad_clip: float = Field(1.0, gt=0)
+    zero_stage: int = Field(2, ge=0, le=3)
+    num_workers: int = Field(2, ge=1, description="Ray Train workers")
+    use_gpu: bool = False
+    checkpoint_every: int = Field(100, ge=1)
+    val_every: int = Field(100, ge=1)
+    loss_weights: dict[str, float] = Field(
+        default_factory=lambda: {"rgb": 1.0, "alpha": 0.1, "material": 0.1, "params": 0.01})
+
+
+class RewardConfig(_Section):
+    backend: Literal["classical", "sam2_cotracker"] = "classical"
+    w_mask: float = Field(1.0, ge=0)
+    w_track: float = Field(1.0, ge=0)
+    failure_reward: float = Field(-2.0, le=0)
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    sam2_checkpoint: Optional[str] = None
+    cotracker_checkpoint: Optional[str] = None
+    random_init: bool = False
+    grid_size: int = Field(10, ge=2)
+    replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(4, ge=1)
+    num_gpus: float = Field(0.0, ge=0)
+
+
+class DPOConfig(_Section):
+    beta: float = Field(0.1, gt=0)
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    k: int = Field(4, ge=2, description="candidates sampled per scene")
+    n_actors: int = Field(2, ge=1)
+    steps: int = Field(40, ge=1)
+    batch_pairs: int = Field(4, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    max_staleness: int = Field(2, ge=0)
+    publish_every: int = Field(1, ge=1)
+    queue_size: int = Field(16, ge=1)
+    max_restarts: int = Field(3, ge=0)
+    pair_mode: Literal["best_worst", "margin"] = "best_worst"
+    reward_margin: float = Field(0.0, ge=0)
+    checkpoint_every: int = Field(10, ge=1)
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: Optional[str] = None
+    replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(8, ge=1)
+    max_request_mb: float = Field(20.0, gt=0)
+    min_image_px: int = Field(32, ge=1)
+    max_image_px: int = Field(4096, ge=1)
+
+
+class RunConfig(_Section):
+    """The whole job: one section per stage."""
+
+    name: str = "quickstart"
+    out_dir: str = "runs"
+    seed: int = 0
+    sim: MPMConfig = Field(default_factory=MPMConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ ") or v.startswith("."):
+            raise ValueError("run name must be a plain folder name (no slashes or spaces)")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message says what to change."""
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """['a.b=1', 'c=x'] → nested dict with YAML-parsed values."""
+    tree: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. sim.grid_res=64), got '{item}'")
+        key, raw = item.split("=", 1)
+        if not key.strip():
+            raise ConfigError(f"--set '{item}': empty key")
+        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _describe(err: ValidationError, data: dict) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        given = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; `physgm config show` lists all fields)"
+        lines.append(f"  {loc}: {msg} (got {given!r})" if not isinstance(given, dict)
+                     else f"  {loc}: {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def build_config(data: dict | None = None, overrides: list[str] | None = None) -> RunConfig:
+    merged = _merge(data or {}, parse_overrides(overrides))
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, merged)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML ``RunConfig`` (defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p} (try configs/quickstart.yaml)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold a mapping of sections (sim:, render:, ...)")
+    return build_config(data, overrides)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(cfg: BaseModel | dict, prefix: str = "") -> dict[str, Any]:
+    """Nested config → {'sim.grid_res': 32, ...}: MLflow params are the whole resolved config."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
