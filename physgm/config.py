@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 
 class _Section(BaseModel):
@@ -69,15 +70,66 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    backbone: Literal["vit", "dinov3"] = "vit"
+    """PhysGM network (physgm/model): backbone → Plücker-augmented patch tokens + global
+    tokens → multi-view transformer → DPT Gaussian head and physics head."""
+
+    backbone: Literal["vit", "dinov3"] = Field("vit", description="vit: small ViT trained "
+                                               "from scratch; dinov3: frozen DINOv3 ViT-L/16")
     backbone_checkpoint: Optional[str] = Field(None, description="local DINOv3 weights (.pth)")
-    image_size: int = Field(64, ge=16)
-    patch_size: int = Field(8, ge=2)
-    dim: int = Field(128, ge=16)
-    depth: int = Field(4, ge=1)
+    image_size: int = Field(64, ge=16, description="input views are resized to this [px]")
+    patch_size: int = Field(8, ge=2, description="patch edge [px] (16 for dinov3)")
+    dim: int = Field(128, ge=16, description="transformer width (and the vit backbone's)")
+    depth: int = Field(4, ge=1, description="multi-view transformer blocks")
     heads: int = Field(4, ge=1)
-    backbone_depth: int = Field(4, ge=1)
-    n_global_tokens: int = Field(3, ge=2)
+    backbone_depth: int = Field(4, ge=1, description="vit backbone blocks (dinov3: 24, fixed)")
+    n_global_tokens: int = Field(3, ge=2, description="token 0 → material, the rest → "
+                                 "continuous parameters")
+    mlp_ratio: float = Field(4.0, gt=0)
+    max_views: int = Field(4, ge=1, le=16, description="views the view embedding covers")
+    dpt_layers: Optional[list[int]] = Field(None, description="transformer blocks (0-based) "
+                                            "the Gaussian head fuses; None = 4 evenly spaced")
+    dpt_features: int = Field(64, ge=8, description="channels of the DPT fusion maps")
+    near: float = Field(0.5, gt=0, description="smallest Gaussian depth along the ray [m]")
+    far: float = Field(4.0, gt=0, description="largest Gaussian depth along the ray [m]")
+    scale_min: float = Field(1e-3, gt=0, description="smallest Gaussian scale [m]")
+    scale_max: float = Field(0.1, gt=0, description="largest Gaussian scale [m]")
+    color_residual: bool = Field(True, description="colour = sigmoid(logit(pixel) + output)")
+    physics_hidden: int = Field(256, ge=8, description="physics head MLP width")
+    std_min: float = Field(0.01, gt=0, description="smallest std of a normalised parameter")
+    std_max: float = Field(1.0, gt=0, description="largest std of a normalised parameter")
+    grad_checkpoint: bool = Field(False, description="recompute transformer blocks in "
+                                  "backward (saves memory at paper scale)")
+    lpips_checkpoint: Optional[str] = Field(None, description="LPIPS linear-layer weights "
+                                            "(vgg.pth of the lpips package); None = no LPIPS")
+    lpips_vgg_checkpoint: Optional[str] = Field(None, description="torchvision VGG16 weights "
+                                                "for LPIPS (needed with lpips_checkpoint)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.backbone == "dinov3" and self.patch_size != 16:
+            raise ValueError("backbone dinov3 is ViT-L/16: set model.patch_size=16")
+        if self.dim % self.heads or (self.dim // self.heads) % 4:
+            raise ValueError(f"model.dim ({self.dim}) / model.heads ({self.heads}) must be an "
+                             "integer multiple of 4 (RoPE head dim)")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"model.image_size ({self.image_size}) must be a multiple of "
+                             f"model.patch_size ({self.patch_size})")
+        if not self.near < self.far:
+            raise ValueError(f"model.near ({self.near}) must be < model.far ({self.far})")
+        if not self.scale_min < self.scale_max:
+            raise ValueError("model.scale_min must be < model.scale_max")
+        if not self.std_min < self.std_max:
+            raise ValueError("model.std_min must be < model.std_max")
+        if self.dpt_layers is not None and any(not 0 <= i < self.depth for i in self.dpt_layers):
+            raise ValueError(f"model.dpt_layers {self.dpt_layers} must lie in [0, depth-1="
+                             f"{self.depth - 1}]")
+        if self.dpt_layers is not None and len(self.dpt_layers) != 4:
+            raise ValueError("model.dpt_layers must list 4 block indices (coarse DPT levels "
+                             "come from the later ones)")
+        if self.lpips_checkpoint and not self.lpips_vgg_checkpoint:
+            raise ValueError("model.lpips_checkpoint needs model.lpips_vgg_checkpoint "
+                             "(torchvision VGG16 weights) too")
+        return self
 
 
 class PretrainConfig(_Section):
@@ -98,6 +150,8 @@ class PretrainConfig(_Section):
 
 
 class RewardConfig(_Section):
+    """Video reward: reward = −(w_mask·(1 − mIoU) + w_track·track_error), see reward/."""
+
     backend: Literal["classical", "sam2_cotracker"] = "classical"
     w_mask: float = Field(1.0, ge=0)
     w_track: float = Field(1.0, ge=0)
@@ -110,6 +164,24 @@ class RewardConfig(_Section):
     replicas: int = Field(1, ge=1)
     max_batch_size: int = Field(4, ge=1)
     num_gpus: float = Field(0.0, ge=0)
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="sam2_cotracker models")
+    background: tuple[int, int, int] = Field((0, 0, 0), description="RGB 0..255 of the "
+                                             "renderer's background (foreground = differs)")
+    fg_threshold: int = Field(10, ge=0, le=254, description="max |pixel − background| over "
+                              "channels above which a pixel is foreground (0..255)")
+    sam2_image_size: int = Field(1024, ge=64, le=4096, description="SAM-2 input size "
+                                 "(1024 for the released checkpoints; small for tests)")
+    cotracker_resolution: tuple[int, int] = Field((384, 512), description="(H, W) CoTracker "
+                                                  "input, multiples of 4 (released: 384×512)")
+    cotracker_iters: int = Field(6, ge=1, le=32)
+    visibility_threshold: float = Field(0.9, gt=0, lt=1, description="CoTracker visibility "
+                                        "probability above which a point counts as visible")
+    lk_window: int = Field(15, ge=3, le=101, description="Lucas–Kanade window [px]")
+    lk_levels: int = Field(3, ge=0, le=8, description="Lucas–Kanade pyramid levels")
+    lk_fb_threshold_px: float = Field(1.0, gt=0, description="forward–backward error [px] "
+                                      "above which a classical track is lost")
+    cache_size: int = Field(64, ge=1, description="reference scenes kept in the cache")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="Serve batching wait")
 
 
 class DPOConfig(_Section):
