@@ -35,7 +35,7 @@ class MPMConfig(_Section):
     boundary: Literal["sticky", "slip", "separate"] = Field(
         "separate", description="floor/walls: sticky (v=0), slip (normal v=0), separate "
         "(only inward normal v removed, so objects can bounce off)")
-    friction: float = Field(0.2, ge=0, le=10, description="Coulomb friction of slip/separate walls")
+    friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate walls")
     device: Literal["cpu", "cuda", "auto"] = "auto"
     cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / max(wave speed, speed)")
     max_speed: float = Field(50.0, gt=0, description="speed [m/s] above which a run is 'unstable'")
@@ -164,6 +164,7 @@ class RewardConfig(_Section):
     replicas: int = Field(1, ge=1)
     max_batch_size: int = Field(4, ge=1)
     num_gpus: float = Field(0.0, ge=0)
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per reward replica")
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="sam2_cotracker models")
     background: tuple[int, int, int] = Field((0, 0, 0), description="RGB 0..255 of the "
                                              "renderer's background (foreground = differs)")

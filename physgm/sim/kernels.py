@@ -1,0 +1,159 @@
+"""MLS-MPM substep kernels (warp), one per algorithm step as in Hu et al. 2018:
+``p2g`` (particle → grid transfer with APIC + MLS stress), ``grid_update`` (momentum →
+velocity, gravity, walls) and ``g2p`` (grid → particle, deformation update, plastic return
+map, advection). Quadratic B-spline weights over a 3×3×3 stencil.
+
+Guards live inside the kernels so that a blow-up can never read or write outside the grid
+(the classic "CUDA error 700" of MPM codes): a particle with a non-finite state or whose
+stencil would leave the grid is skipped and counted in ``flags``:
+flags[0] = non-finite particles, flags[1] = particles outside the grid, flags[2] = particles
+clamped at the domain's edge for the first time (escaped).
+"""
+from __future__ import annotations
+
+import warp as wp
+
+from physgm.sim.constitutive import MaterialParams, update
+
+BOUNDARY_CELLS = 3  # walls are the planes 3·dx from each face (the floor: y = 3·dx);
+# grid nodes on or beyond a wall plane get the boundary condition
+STICKY = wp.constant(0)
+SLIP = wp.constant(1)
+SEPARATE = wp.constant(2)
+BOUNDARY_KIND = {"sticky": 0, "slip": 1, "separate": 2}
+
+
+@wp.func
+def bspline_weights(fx: wp.vec3):
+    """Rows 0..2: quadratic B-spline weights of stencil offsets 0, 1, 2 per axis."""
+    w0 = wp.cw_mul(wp.vec3(1.5) - fx, wp.vec3(1.5) - fx) * 0.5
+    d1 = fx - wp.vec3(1.0)
+    w1 = wp.vec3(0.75) - wp.cw_mul(d1, d1)
+    d2 = fx - wp.vec3(0.5)
+    w2 = wp.cw_mul(d2, d2) * 0.5
+    return wp.mat33(w0[0], w0[1], w0[2], w1[0], w1[1], w1[2], w2[0], w2[1], w2[2])
+
+
+@wp.func
+def stencil_base(xp: wp.vec3, inv_dx: float, res: int):
+    """(base cell, fractional offset, ok) of the stencil of a particle at xp [m]."""
+    g = xp * inv_dx
+    base = wp.vec3i(int(wp.floor(g[0] - 0.5)), int(wp.floor(g[1] - 0.5)), int(wp.floor(g[2] - 0.5)))
+    ok = True
+    for a in range(3):
+        if base[a] < 0 or base[a] > res - 3:
+            ok = False
+    fx = g - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
+    return base, fx, ok
+
+
+@wp.kernel
+def p2g(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
+        tau: wp.array(dtype=wp.mat33), vol: wp.array(dtype=float),
+        mass: wp.array(dtype=float), inv_dx: float, dt: float, res: int,
+        grid_mv: wp.array3d(dtype=wp.vec3), grid_m: wp.array3d(dtype=float),
+        flags: wp.array(dtype=int)):
+    p = wp.tid()
+    xp = x[p]
+    if not wp.isfinite(xp):
+        wp.atomic_add(flags, 0, 1)
+        return
+    base, fx, ok = stencil_base(xp, inv_dx, res)
+    if not ok:
+        wp.atomic_add(flags, 1, 1)
+        return
+    W = bspline_weights(fx)
+    # MLS-MPM: the stress force folds into the affine momentum term.
+    affine = tau[p] * (-dt * vol[p] * 4.0 * inv_dx * inv_dx) + mass[p] * C[p]
+    mv = mass[p] * v[p]
+    dx = 1.0 / inv_dx
+    for i in range(3):
+        for j in range(3):
+            for k in range(3):
+                dpos = (wp.vec3(float(i), float(j), float(k)) - fx) * dx
+                weight = W[i, 0] * W[j, 1] * W[k, 2]
+                gi = base[0] + i
+                gj = base[1] + j
+                gk = base[2] + k
+                wp.atomic_add(grid_mv, gi, gj, gk, weight * (mv + affine * dpos))
+                wp.atomic_add(grid_m, gi, gj, gk, weight * mass[p])
+
+
+@wp.func
+def wall(v: wp.vec3, axis: int, outward: float, kind: int, friction: float):
+    """Apply one wall (normal ±axis) to a grid velocity."""
+    n = wp.vec3(0.0)
+    n[axis] = outward
+    vn = wp.dot(v, n)
+    if kind == STICKY:
+        return wp.vec3(0.0)
+    if kind == SEPARATE and vn <= 0.0:
+        return v  # moving away from the wall: free
+    vt = v - vn * n
+    vt_len = wp.length(vt)
+    if vt_len > 0.0 and friction > 0.0:
+        vt = vt * wp.max(0.0, 1.0 - friction * wp.abs(vn) / vt_len)
+    return vt
+
+
+@wp.kernel
+def grid_update(grid_mv: wp.array3d(dtype=wp.vec3), grid_m: wp.array3d(dtype=float),
+                dt: float, gravity: wp.vec3, res: int, kind: int, friction: float):
+    i, j, k = wp.tid()
+    mass = grid_m[i, j, k]
+    if mass <= 0.0:
+        return
+    v = grid_mv[i, j, k] / mass + dt * gravity
+    idx = wp.vec3i(i, j, k)
+    for a in range(3):
+        if idx[a] <= BOUNDARY_CELLS:
+            v = wall(v, a, -1.0, kind, friction)
+        if idx[a] >= res - BOUNDARY_CELLS:
+            v = wall(v, a, 1.0, kind, friction)
+    grid_mv[i, j, k] = v
+
+
+@wp.kernel
+def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
+        Fe: wp.array(dtype=wp.mat33), Ftot: wp.array(dtype=wp.mat33),
+        pstate: wp.array(dtype=float), tau: wp.array(dtype=wp.mat33), m: MaterialParams,
+        inv_dx: float, dt: float, res: int, lo: float, hi: float, grid_v: wp.array3d(dtype=wp.vec3),
+        escaped: wp.array(dtype=int), flags: wp.array(dtype=int),
+        max_speed: wp.array(dtype=float)):
+    p = wp.tid()
+    xp = x[p]
+    if not wp.isfinite(xp):
+        return
+    base, fx, ok = stencil_base(xp, inv_dx, res)
+    if not ok:
+        return
+    W = bspline_weights(fx)
+    new_v = wp.vec3(0.0)
+    new_C = wp.mat33(0.0)
+    for i in range(3):
+        for j in range(3):
+            for k in range(3):
+                dpos = wp.vec3(float(i), float(j), float(k)) - fx  # in cells
+                weight = W[i, 0] * W[j, 1] * W[k, 2]
+                gv = grid_v[base[0] + i, base[1] + j, base[2] + k]
+                new_v = new_v + weight * gv
+                new_C = new_C + (4.0 * inv_dx * weight) * wp.outer(gv, dpos)
+    step = wp.identity(n=3, dtype=float) + dt * new_C
+    Fe_new, ps, tau_new = update(step * Fe[p], pstate[p], m)
+    xn = xp + dt * new_v
+    if not (wp.isfinite(new_v) and wp.isfinite(xn) and wp.isfinite(Fe_new)):
+        wp.atomic_add(flags, 0, 1)
+        x[p] = xn
+        return
+    clamped = wp.vec3(wp.clamp(xn[0], lo, hi), wp.clamp(xn[1], lo, hi), wp.clamp(xn[2], lo, hi))
+    if wp.length_sq(clamped - xn) > 0.0 and escaped[p] == 0:
+        escaped[p] = 1
+        wp.atomic_add(flags, 2, 1)
+    wp.atomic_max(max_speed, 0, wp.length(new_v))
+    x[p] = clamped
+    v[p] = new_v
+    C[p] = new_C
+    Fe[p] = Fe_new
+    Ftot[p] = step * Ftot[p]
+    pstate[p] = ps
+    tau[p] = tau_new
