@@ -316,7 +316,6 @@ def _outside(free: np.ndarray) -> np.ndarray:
 
 def fill_particles(gaussians: Gaussians, grid_res: int = 64, spacing: Optional[float] = None,
                    opacity_threshold: float = 0.35, particles_per_axis: int = 2,
-                   fill_shell: bool = False,
                    generator: Optional[torch.Generator] = None,
                    max_cells: int = 256 ** 3) -> tuple[torch.Tensor, torch.Tensor]:
     """MPM particles for an object made of Gaussians (PhysGaussian's internal filling).
@@ -328,8 +327,10 @@ def fill_particles(gaussians: Gaussians, grid_res: int = 64, spacing: Optional[f
     3. Interior = non-shell cells that a 6-connected flood fill from the grid border cannot
        reach (the space enclosed by the shell; an open shell encloses nothing).
     4. Particles: the N Gaussian centres first (rows 0..N−1, in order, so Gaussian i follows
-       particle i), then ``particles_per_axis``³ sub-cell centres per interior cell (also per
-       shell cell if ``fill_shell``), jittered inside their sub-cell when ``generator`` is given.
+       particle i), then ``particles_per_axis``³ sub-cell centres in every interior cell and
+       every shell cell that holds no Gaussian centre (so the body has no gap between its
+       surface Gaussians and its filling), jittered inside their sub-cell when ``generator``
+       is given.
 
     Returns:
         particles: (M, 3) float32 [m], M ≥ N.
@@ -361,11 +362,13 @@ def fill_particles(gaussians: Gaussians, grid_res: int = 64, spacing: Optional[f
 
     alpha = _accumulated_opacity(g, origin, h, dims, max_radius_cells=8)
     shell = (alpha > opacity_threshold).numpy()
-    home = ((g.means - origin) / h).floor().long()
-    opaque = home[g.opacities > opacity_threshold].numpy()
+    home = ((g.means - origin) / h).floor().long().numpy()
+    opaque = home[(g.opacities > opacity_threshold).numpy()]
     shell[opaque[:, 0], opaque[:, 1], opaque[:, 2]] = True
+    has_centre = np.zeros_like(shell)
+    has_centre[home[:, 0], home[:, 1], home[:, 2]] = True
     interior = ~shell & ~_outside(~shell)
-    fill = interior | shell if fill_shell else interior
+    fill = interior | (shell & ~has_centre)
 
     cells = torch.from_numpy(np.argwhere(fill)).double()                  # (C, 3)
     k = particles_per_axis
