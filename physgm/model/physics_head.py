@@ -1,0 +1,62 @@
+"""Physics head: global tokens → material logits and per-material Gaussians over the
+normalised continuous parameters (see ``distribution.py`` for the density).
+
+Global token 0 → MLP → logits (B, M). Tokens 1..G−1, each LayerNormed and concatenated →
+MLP → μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by
+log σ² = 2·log std_min + 2·log(std_max / std_min)·sigmoid(·), which bounds the DPO
+policy's exploration and keeps the NLL finite.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from physgm.config import ModelConfig
+from physgm.model.distribution import N_MATERIALS, N_PARAMS, PhysicsDistribution
+
+
+@dataclass(eq=False)
+class PhysicsHeadOutput:
+    """logits (B, M); mu, log_var (B, M, P) in the normalised parameter space."""
+
+    logits: torch.Tensor
+    mu: torch.Tensor
+    log_var: torch.Tensor
+
+    def distribution(self) -> PhysicsDistribution:
+        return PhysicsDistribution(self.logits, self.mu, self.log_var)
+
+
+class PhysicsHead(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, h, g = cfg.dim, cfg.physics_hidden, cfg.n_global_tokens
+        self.n_global = g
+        self.material = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(),
+                                      nn.Linear(h, N_MATERIALS))
+        self.param_norm = nn.LayerNorm(d)
+        self.params = nn.Sequential(nn.Linear((g - 1) * d, h), nn.GELU(), nn.Linear(h, h),
+                                    nn.GELU(), nn.Linear(h, 2 * N_MATERIALS * N_PARAMS))
+        self.log_var_min = 2.0 * math.log(cfg.std_min)
+        self.log_var_span = 2.0 * math.log(cfg.std_max / cfg.std_min)
+        # Start uniform over materials, μ ≈ 0 and σ at the geometric middle of its range.
+        for last in (self.material[-1], self.params[-1]):
+            nn.init.normal_(last.weight, std=1e-3)
+            nn.init.zeros_(last.bias)
+
+    def forward(self, global_tokens: torch.Tensor) -> PhysicsHeadOutput:
+        """global_tokens (B, G, D) → PhysicsHeadOutput."""
+        b, g, _ = global_tokens.shape
+        if g != self.n_global:
+            raise ValueError(f"physics head expects {self.n_global} global tokens, got {g}")
+        logits = self.material(global_tokens[:, 0])
+        rest = self.param_norm(global_tokens[:, 1:]).flatten(1)
+        raw = self.params(rest).view(b, 2, N_MATERIALS, N_PARAMS)
+        log_var = self.log_var_min + self.log_var_span * torch.sigmoid(raw[:, 1])
+        return PhysicsHeadOutput(logits=logits, mu=raw[:, 0], log_var=log_var)
+
+    def distribution(self, global_tokens: torch.Tensor) -> PhysicsDistribution:
+        return self(global_tokens).distribution()
