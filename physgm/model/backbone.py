@@ -91,12 +91,8 @@ def map_dinov3_state_dict(official: dict[str, torch.Tensor]
     return mapped, extras
 
 
-def load_dinov3(model: ViT, path: Optional[str | Path]) -> ViT:
-    """Load official DINOv3 weights from the local file ``path`` into ``model`` (in place).
-
-    Raises FileNotFoundError when the file is absent and ``CheckpointError`` naming the
-    missing, unexpected or mis-shaped keys when it does not fit ``model``.
-    """
+def checkpoint_path(path: Optional[str | Path]) -> Path:
+    """``path`` as a Path, or FileNotFoundError saying which config field to set."""
     if not path:
         raise FileNotFoundError("backbone dinov3 needs local weights: set "
                                 "model.backbone_checkpoint to a DINOv3 ViT-L/16 .pth file "
@@ -105,6 +101,16 @@ def load_dinov3(model: ViT, path: Optional[str | Path]) -> ViT:
     if not path.is_file():
         raise FileNotFoundError(f"DINOv3 checkpoint not found: {path} (check "
                                 "model.backbone_checkpoint)")
+    return path
+
+
+def load_dinov3(model: ViT, path: Optional[str | Path]) -> ViT:
+    """Load official DINOv3 weights from the local file ``path`` into ``model`` (in place).
+
+    Raises FileNotFoundError when the file is absent and ``CheckpointError`` naming the
+    missing, unexpected or mis-shaped keys when it does not fit ``model``.
+    """
+    path = checkpoint_path(path)
     raw = torch.load(path, map_location="cpu", weights_only=True)
     mapped, extras = map_dinov3_state_dict(_unwrap(raw))
     expected = model.state_dict()
@@ -125,8 +131,8 @@ def load_dinov3(model: ViT, path: Optional[str | Path]) -> ViT:
         raise CheckpointError(f"{path} does not fit the DINOv3 ViT-L/16 architecture "
                               "(is it a ViT-L/16 backbone checkpoint?): " + " | ".join(problems))
     periods = extras.get("rope_periods")
-    if periods is not None and not torch.allclose(periods.float().cpu(), model.rope.periods.cpu(),
-                                                  rtol=1e-4):
+    if periods is not None and (periods.shape != model.rope.periods().shape or not torch.allclose(
+            periods.float().cpu(), model.rope.periods(), rtol=1e-4)):
         raise CheckpointError(f"{path}: RoPE periods differ from base-100 RoPE of DINOv3 "
                               "ViT-L/16 (a different rope base or head dim)")
     model.load_state_dict(mapped, strict=True)
@@ -144,9 +150,15 @@ class Backbone(nn.Module):
                            heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, n_registers=0,
                            layer_scale=None)
         else:
-            self.vit = dinov3_vitl16()
             if load_weights:
-                load_dinov3(self.vit, cfg.backbone_checkpoint)
+                # Every weight comes from the file: skip the random init of 300 M parameters.
+                path = checkpoint_path(cfg.backbone_checkpoint)
+                with torch.device("meta"):
+                    self.vit = dinov3_vitl16()
+                self.vit.to_empty(device="cpu")
+                load_dinov3(self.vit, path)
+            else:
+                self.vit = dinov3_vitl16()
             self.vit.requires_grad_(False)
             self.vit.eval()
         self.frozen = cfg.backbone == "dinov3"

@@ -51,18 +51,23 @@ class RopeEmbedding(nn.Module):
         if head_dim % 4:
             raise ValueError(f"RoPE needs a head dim divisible by 4, got {head_dim} "
                              "(choose dim/heads as a multiple of 4)")
-        n = head_dim // 4
-        periods = base ** (2.0 * torch.arange(n, dtype=torch.float32) / (head_dim // 2))
-        self.register_buffer("periods", periods, persistent=False)
+        self.head_dim = head_dim
+        self.base = base
 
-    def forward(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def periods(self, device=None) -> torch.Tensor:
+        """(Dh/4,) periods, recomputed on demand (DINOv3 stores them as ``rope_embed.periods``)."""
+        n = self.head_dim // 4
+        exponent = 2.0 * torch.arange(n, device=device, dtype=torch.float32) / (self.head_dim // 2)
+        return self.base ** exponent
+
+    def forward(self, h: int, w: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(sin, cos), each (h·w, Dh), for a grid of h × w patches in row-major order."""
-        dev = self.periods.device
-        ch = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) / h
-        cw = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) / w
+        ch = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+        cw = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
         coords = torch.stack(torch.meshgrid(ch, cw, indexing="ij"), dim=-1).flatten(0, 1)
         coords = 2.0 * coords - 1.0                                        # (hw, 2)
-        angles = 2.0 * math.pi * coords[:, :, None] / self.periods[None, None, :]
+        periods = self.periods(device)
+        angles = 2.0 * math.pi * coords[:, :, None] / periods[None, None, :]
         angles = angles.flatten(1, 2).tile(2)                              # (hw, Dh)
         return angles.sin(), angles.cos()
 

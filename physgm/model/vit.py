@@ -49,7 +49,7 @@ class ViT(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         prefix = torch.cat([self.cls_token, self.register_tokens], dim=1).expand(b, -1, -1)
         x = torch.cat([prefix.to(x.dtype), x], dim=1)
-        rope = self.rope(h, w)
+        rope = self.rope(h, w, device=x.device)
         for blk in self.blocks:
             x = blk(x, rope, self.n_prefix)
         return self.norm(x)[:, self.n_prefix:]
