@@ -80,7 +80,9 @@ def test_log_prob_gradient_is_exact():
     d = _dist(seed=1, b=1, requires_grad=True)
     m = MATERIALS.index(Material.sand)
     z = torch.randn(1, 1, P)
+    z[0, 0, 5] = float("nan")  # hardening is not a sand slot: must not poison the gradient
     d.log_prob(torch.tensor([[m]]), z).sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (d.logits, d.mu, d.log_var))
     used = list(MATERIAL_SLOTS[Material.sand])
     var = torch.exp(d.log_var.detach())
     expected_mu = (z[0, 0] - d.mu.detach()[0, m]) / var[0, m]

@@ -101,9 +101,11 @@ class PhysicsDistribution:
             raise ValueError(f"z must be (B, K, {N_PARAMS}) = {(b, k, N_PARAMS)}, "
                              f"got {tuple(z.shape)}")
         log_pm = torch.gather(F.log_softmax(self.logits, dim=-1), 1, materials)
-        lp = gaussian_log_prob(z.to(self.mu), self._select(self.mu, materials),
-                               self._select(self.log_var, materials))
+        mu = self._select(self.mu, materials)
         used = slot_mask(self.mu.device)[materials]
+        # unused slots may hold anything (NaN included): replace them so no NaN reaches backward
+        z = torch.where(used, z.to(mu), mu.detach())
+        lp = gaussian_log_prob(z, mu, self._select(self.log_var, materials))
         out = log_pm + torch.where(used, lp, torch.zeros_like(lp)).sum(-1)
         return out[:, 0] if squeeze else out
 

@@ -84,7 +84,9 @@ def param_losses(mu: torch.Tensor, log_var: torch.Tensor, material: torch.Tensor
         used = used & mask.to(torch.bool)
     w = used.to(mu.dtype)
     n = w.sum().clamp_min(1.0)
-    sq = (z.to(mu) - mu_m) ** 2
+    # unused slots may hold anything (NaN included): zero them so no NaN reaches backward
+    z = torch.where(used, z.to(mu), torch.zeros_like(mu_m))
+    sq = (z - mu_m) ** 2
     nll = 0.5 * (math.log(2.0 * math.pi) + lv_m + sq * torch.exp(-lv_m))
     return (nll * w).sum() / n, (sq * w).sum() / n
 
