@@ -69,6 +69,10 @@ def save_model(path: Union[str, Path], model: PhysGM, cfg: Union[ModelConfig, Ru
     model_cfg = cfg.model if isinstance(cfg, RunConfig) else cfg
     if include_backbone is None:
         include_backbone = model_cfg.backbone != "dinov3"
+    if not include_backbone and model_cfg.backbone != "dinov3":
+        raise ValueError("include_backbone=False only applies to the frozen dinov3 backbone "
+                         "(its weights are re-read from model.backbone_checkpoint); a trained "
+                         "vit backbone must be saved")
     extra = dict(extra or {})
     _check_plain(extra)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
@@ -113,7 +117,11 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
     payload = read_checkpoint(path)
     cfg = ModelConfig.model_validate(payload["model_config"])
     model = PhysGM(cfg, load_backbone=not payload["has_backbone"])
-    result = model.load_state_dict(payload["state_dict"], strict=False)
+    try:
+        result = model.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"{checkpoint_file(path)} does not match its own model config: "
+                              f"{err}") from None
     missing = [k for k in result.missing_keys
                if payload["has_backbone"] or not k.startswith("backbone.")]
     if missing or result.unexpected_keys:
