@@ -197,3 +197,14 @@ def test_tiny_model_overfits_two_samples():
     with torch.no_grad():
         out = model(images, rays)
     assert out.physics.logits.argmax(-1).tolist() == material.tolist()
+
+
+def test_encode_global_is_detached():
+    model = PhysGM(ModelConfig(**TINY))
+    images, rays = _inputs(1, 2, 32)
+    tokens = model.encode_global(images, rays)
+    assert tokens.shape == (1, 3, 32) and not tokens.requires_grad
+    # the physics head still trains on cached tokens
+    model.freeze_for_dpo()
+    model.physics(tokens).logits.sum().backward()
+    assert model.physics_head.material[-1].weight.grad is not None

@@ -171,3 +171,13 @@ def test_shape_validation():
     with pytest.raises(ValueError, match="z must be"):
         d.log_prob(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3, P - 1))
     assert np.isfinite(d.entropy().numpy()).all()
+
+
+def test_distribution_from_head_output():
+    from physgm.model import distribution
+    from physgm.model.physics_head import PhysicsHeadOutput
+
+    d = _dist(seed=6)
+    out = PhysicsHeadOutput(d.logits, d.mu, d.log_var)
+    for dd in (distribution(out), out.distribution()):
+        assert torch.equal(dd.probs, d.probs) and torch.equal(dd.std, d.std)

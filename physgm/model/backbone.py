@@ -11,6 +11,12 @@ Official DINOv3 names → ours (everything else is identical):
 key bias through it); ``rope_embed.periods`` is checked against ours (it is recomputed);
 ``mask_token``, ``cls_norm.*`` and ``local_cls_norm.*`` (training / class-token outputs) are
 not used, since only the patch tokens after ``norm`` feed PhysGM.
+
+Written from the published description of DINOv3, without its code at hand; what may
+differ: LayerNorm eps (1e-5 here), RoPE training-time augmentations (not needed frozen),
+and any ViT-L variant with SwiGLU MLPs (``mlp.w1/w2/w3`` keys are reported as unexpected,
+not silently dropped). The loader checks every key and shape, so a mismatch is an error,
+never a half-loaded backbone.
 """
 from __future__ import annotations
 

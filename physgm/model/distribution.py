@@ -162,3 +162,8 @@ class PhysicsDistribution:
                                                for j, mm in enumerate(MATERIALS)}},
                         "params": params})
         return out
+
+
+def distribution(head_output) -> PhysicsDistribution:
+    """The policy of a physics-head output (anything with ``logits``, ``mu``, ``log_var``)."""
+    return PhysicsDistribution(head_output.logits, head_output.mu, head_output.log_var)

@@ -93,8 +93,10 @@ class PhysGM(nn.Module):
         features = [k[:, g:].reshape(b * v, gh, gw, -1).permute(0, 3, 1, 2) for k in kept]
         return Encoded(global_tokens=out[:, :g], features=features)
 
+    @torch.no_grad()
     def encode_global(self, images: torch.Tensor, plucker: torch.Tensor) -> torch.Tensor:
-        """The global tokens (B, G, D) that DPO caches per scene; ``physics`` consumes them."""
+        """The global tokens (B, G, D), without gradient, that DPO caches per scene (the
+        encoder is frozen there); ``physics`` consumes them."""
         return self.encode(images, plucker).global_tokens
 
     def physics(self, global_tokens: torch.Tensor) -> PhysicsHeadOutput:

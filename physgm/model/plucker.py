@@ -1,6 +1,7 @@
-"""Plücker ray embedding: per-pixel rays (d, o × d) → one token per patch.
+"""Plücker ray embedding: per-pixel rays → one token per patch.
 
-The rays come from ``physgm.camera.plucker`` as (N, 6, H, W); ``PixelUnshuffle(patch)``
+The rays come from ``physgm.camera.plucker`` (channels: moment o × d, then unit direction
+d; world frame), stacked to (N, 6, H, W); ``PixelUnshuffle(patch)``
 stacks each patch's p² rays into 6·p² channels and a linear layer (a 1×1 conv) maps them to
 the token width. The result is added to the image patch tokens, so every token knows the
 rays of its pixels (camera pose and intrinsics) without a separate camera encoder.
