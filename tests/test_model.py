@@ -234,3 +234,16 @@ def test_gaussians_render_back_to_the_input_view_and_train_through_the_renderer(
     head = model.gaussian_head.decode[-1].weight.grad
     assert head is not None and head.abs().sum() > 0
     assert model.backbone.vit.patch_embed.weight.grad.abs().sum() > 0
+
+
+def test_grad_checkpoint_gives_the_same_gradients():
+    images, rays = _inputs(1, 2, 32)
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = PhysGM(ModelConfig(**TINY, grad_checkpoint=ckpt)).train()
+        out = model(images, rays)
+        (out.gaussians.depth.mean() + out.physics.mu.square().mean()).backward()
+        grads.append(model.transformer.blocks[0].attn.qkv.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
