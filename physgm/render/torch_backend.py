@@ -9,7 +9,8 @@ pixel is done). Outputs: colour Σ w_i c_i + T·background, alpha 1 − T, and e
 
 ``rasterize_tiled`` works on 16 × 16-pixel tiles, each seeing only the Gaussians whose
 support box overlaps it, batched over tiles and chunked over Gaussians so memory is bounded
-by ``budget`` elements per intermediate tensor (never N × H × W). ``rasterize_dense`` is the
+by ``budget`` elements per intermediate tensor (never N × H × W; the default keeps them
+cache-sized, which measured 3–5× faster on CPU than large batches). ``rasterize_dense`` is the
 untiled reference (all Gaussians × all pixels in one tensor) used by tests and benchmarks.
 Both give the same image up to float rounding.
 """
@@ -32,24 +33,23 @@ def _composite(pix: torch.Tensor, m2d: torch.Tensor, conic: torch.Tensor, opac: 
 
     pix (B, P, 2) pixel centres [px]; m2d (B, G, 2); conic (B, G, 3); opac (B, G) (0 for
     padding); feat (B, G, D); T (B, P) transmittance and done (B, P) bool carried from the
-    previous chunks. Returns (accumulated features (B, P, D), new T, new done)."""
-    d = pix[:, :, None, :] - m2d[:, None, :, :]                          # (B, P, G, 2)
-    dx, dy = d[..., 0], d[..., 1]
-    ca, cb, cc = (conic[..., i][:, None, :] for i in range(3))
-    power = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
+    previous chunks. Returns (accumulated features (B, P, D), new T, new done).
+
+    Written with few full-size (B, P, G) temporaries: T before Gaussian i is next_T / (1 − α)
+    (1 − α ≥ 0.01), and the new transmittance is T − Σ w (the weights telescope)."""
+    dx = pix[:, :, None, 0] - m2d[:, None, :, 0]                         # (B, P, G)
+    dy = pix[:, :, None, 1] - m2d[:, None, :, 1]
+    half_a = 0.5 * conic[:, None, :, 0]
+    half_c = 0.5 * conic[:, None, :, 2]
+    power = dx * (half_a * dx + conic[:, None, :, 1] * dy) + half_c * dy * dy
     raw = opac[:, None, :] * torch.exp(-power)
-    alpha = torch.where((raw >= ALPHA_MIN) & (power >= 0), raw.clamp(max=ALPHA_MAX),
-                        torch.zeros_like(raw))
+    alpha = raw.clamp(max=ALPHA_MAX).masked_fill(raw < ALPHA_MIN, 0.0)
     one_minus = 1.0 - alpha
-    cp = torch.cumprod(one_minus, dim=-1)
-    next_T = T[..., None] * cp
+    next_T = T[..., None] * torch.cumprod(one_minus, dim=-1)
     live = (next_T > T_MIN) & ~done[..., None]
-    T_before = T[..., None] * torch.cat([torch.ones_like(cp[..., :1]), cp[..., :-1]], dim=-1)
-    w = torch.where(live, alpha * T_before, torch.zeros_like(alpha))
-    acc = torch.einsum("bpg,bgd->bpd", w, feat)
-    T_new = T * torch.where(live, one_minus, torch.ones_like(one_minus)).prod(-1)
-    done_new = done | (next_T <= T_MIN).any(-1)
-    return acc, T_new, done_new
+    w = (alpha * (next_T / one_minus)).masked_fill(~live, 0.0)
+    acc = torch.bmm(w, feat)
+    return acc, T - w.sum(-1), done | (next_T[..., -1] <= T_MIN)
 
 
 def _prepare(means, covs, opacities, colors, K, w2c, width, height):
@@ -114,7 +114,7 @@ def _tile_pairs(m2d: torch.Tensor, radii: torch.Tensor, tile: int, tiles_x: int,
 
 def rasterize_tiled(means, covs, opacities, colors, K, w2c, width: int, height: int,
                     background: Optional[torch.Tensor] = None, tile_size: int = 16,
-                    chunk: int = 128, budget: int = 1 << 21):
+                    chunk: int = 128, budget: int = 1 << 17):
     """Tiled rasterizer; same inputs and outputs as ``rasterize_dense``.
 
     Tiles are processed in batches of similar Gaussian counts; each batch goes through its
