@@ -232,6 +232,25 @@ def test_gsplat_matches_torch_backend_on_cuda():
         assert float((x.cpu() - y).abs().max()) < 2e-3
 
 
+def test_projection_matches_gsplat_reference_math():
+    """gsplat's pure-torch projection (the reference for its CUDA kernels) runs on the CPU:
+    same viewmat/K conventions, J clamp, low-pass and conics as ours."""
+    impl = pytest.importorskip("gsplat.cuda._torch_impl")
+    from physgm.render.projection import project_gaussians
+
+    g = random_scene(200, seed=3)
+    cam = Camera.look_at((0.2, 0.3, 1.6), (0, 0, 0), 50, 45, 37)
+    covs = g.covariances()
+    _, m2d, depths, conics, _ = impl._fully_fused_projection(g.means, covs, cam.w2c[None],
+                                                             cam.K[None], 45, 37)
+    ours = project_gaussians(g.means, covs, g.opacities, cam.K, cam.w2c, 45, 37)
+    v = ours.valid
+    assert int(v.sum()) > 100
+    assert torch.allclose(ours.means2d[v], m2d[0][v], atol=1e-4)
+    assert torch.allclose(ours.depths[v], depths[0][v], atol=1e-6)
+    assert torch.allclose(ours.conics[v], conics[0][v], rtol=1e-4, atol=1e-6)
+
+
 def test_render_video_follows_positions_and_survives_nan():
     g = one_gaussian((0.0, 0.0, 0.0), (0.05, 0.05, 0.05), opacity=0.9, color=(1.0, 1.0, 1.0))
     g = Gaussians.cat([g, one_gaussian((0.0, 0.3, 0.0), (0.05, 0.05, 0.05), opacity=0.9)])
@@ -254,3 +273,17 @@ def test_render_video_follows_positions_and_survives_nan():
     assert video[1, 5:12].sum() > 0 and video[2, 5:12].sum() == 0   # the upper blob is gone
     with pytest.raises(ValueError, match="first N rows"):
         render_video(g, np.zeros((2, 3, 3)), None, cam, 32, 32)
+
+
+def test_bench_render_reports_both_paths():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder
+    from benchmarks.bench_render import bench_render
+
+    out = bench_render(sizes=((24, 60),), json=False, repeats=1)
+    row = out["results"][0]
+    assert (row["image_px"], row["gaussians"]) == (24, 60)
+    assert row["tiled_s"] > 0 and row["dense_s"] > 0 and row["ratio_tiled_over_dense"] > 0
+    assert row["max_abs_diff"] < 1e-5 and 0 < row["coverage"] <= 1
