@@ -33,6 +33,13 @@ MAX_CONSECUTIVE_ERRORS = 8
 _LIVE = ("w_mask", "w_track", "failure_reward", "max_batch_size", "batch_wait_timeout_s")
 
 
+def _check_live(user_config: dict | None) -> None:
+    unknown = set(user_config or {}) - set(_LIVE)
+    if unknown:
+        raise ValueError(f"RewardService user_config accepts {_LIVE}, got {sorted(unknown)}: "
+                         "other settings need new replicas (redeploy with a new config)")
+
+
 @serve.deployment(name="RewardService", max_ongoing_requests=64)
 class RewardService:
     """One replica: a ``RewardScorer`` (models + reference cache) behind a batched method.
@@ -53,9 +60,7 @@ class RewardService:
         self.reconfigure({})
 
     def reconfigure(self, user_config: dict) -> None:
-        unknown = set(user_config or {}) - set(_LIVE)
-        if unknown:
-            raise ValueError(f"RewardService user_config accepts {_LIVE}, got {sorted(unknown)}")
+        _check_live(user_config)
         new = reward_config(self.scorer.cfg, **(user_config or {}))
         self.scorer.set_weights(new.w_mask, new.w_track, new.failure_reward)
         self.score.set_max_batch_size(new.max_batch_size)
@@ -117,22 +122,31 @@ class RewardService:
             self.counters["invalid"] += 1
         if res.status in ("invalid", "error"):
             self.counters["errors"] += 1
-        self._consecutive_errors = self._consecutive_errors + 1 if res.status == "error" else 0
+        if res.status == "error":
+            self._consecutive_errors += 1
+        elif res.status != "invalid":  # the backend ran fine (a bad input says nothing)
+            self._consecutive_errors = 0
 
 
 def reward_app(cfg: RewardConfig | RunConfig | dict | None = None,
                user_config: dict | None = None):
     """The bound Serve application: replicas and CPUs/GPUs per replica from ``cfg``; the live
-    settings (``_LIVE``) from ``cfg`` updated by ``user_config``. Redeploying with only
-    another ``user_config`` reconfigures running replicas in place (models and caches kept).
+    settings (``_LIVE``) from ``cfg`` updated by ``user_config`` and applied by
+    ``RewardService.reconfigure``. With a Serve config file (``serve deploy``), changing only
+    ``user_config`` updates running replicas in place (models and caches kept); ``serve.run``
+    from Python always starts new replicas.
     """
     rcfg = reward_config(cfg)
+    _check_live(user_config)
     live = {k: getattr(rcfg, k) for k in _LIVE}
     live.update(user_config or {})
+    # the constructor argument holds only what needs new models: the live settings travel
+    # as user_config, which a config-file redeploy can change without restarting replicas
+    static = rcfg.model_dump(mode="json", exclude=set(_LIVE))
     return RewardService.options(
         num_replicas=rcfg.replicas, user_config=live,
         ray_actor_options={"num_gpus": rcfg.num_gpus, "num_cpus": rcfg.num_cpus},
-    ).bind(rcfg.model_dump(mode="json"))
+    ).bind(static)
 
 
 def start_reward_service(cfg: RewardConfig | RunConfig | dict | None = None,
