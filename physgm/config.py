@@ -37,6 +37,8 @@ class MPMConfig(_Section):
         "(only inward normal v removed, so objects can bounce off)")
     friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate walls")
     device: Literal["cpu", "cuda", "auto"] = "auto"
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for the kernels (0 = all "
+                         "cores; ignored on CUDA)")
     cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / max(wave speed, speed)")
     max_speed: float = Field(50.0, gt=0, description="speed [m/s] above which a run is 'unstable'")
     escape_fraction: float = Field(0.01, ge=0, le=1, description="fraction of particles leaving "

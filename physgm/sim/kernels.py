@@ -8,6 +8,11 @@ Guards live inside the kernels so that a blow-up can never read or write outside
 stencil would leave the grid is skipped and counted in ``flags``:
 flags[0] = non-finite particles, flags[1] = particles outside the grid, flags[2] = particles
 clamped at the domain's edge for the first time (escaped).
+
+On CPU, warp runs a kernel on one thread; ``stepper.Stepper`` splits particles into chunks
+run by several threads at once, each P2G chunk into its own grid buffer, which
+``grid_update`` sums (in a fixed order, so results are deterministic). Only the box of
+cells the particles touch (``bounds``, gathered by ``g2p``) is cleared and updated.
 """
 from __future__ import annotations
 
@@ -55,8 +60,8 @@ def p2g(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtyp
         flags: wp.array(dtype=int)):
     p = wp.tid()
     xp = x[p]
-    if not wp.isfinite(xp):
-        wp.atomic_add(flags, 0, 1)
+    if not (wp.isfinite(xp) and wp.isfinite(v[p]) and wp.isfinite(C[p]) and wp.isfinite(tau[p])):
+        wp.atomic_add(flags, 0, 1)  # never scatter a NaN into the grid
         return
     base, fx, ok = stencil_base(xp, inv_dx, res)
     if not ok:
@@ -97,29 +102,50 @@ def wall(v: wp.vec3, axis: int, outward: float, kind: int, friction: float):
 
 
 @wp.kernel
-def grid_update(grid_mv: wp.array3d(dtype=wp.vec3), grid_m: wp.array3d(dtype=float),
-                dt: float, gravity: wp.vec3, res: int, kind: int, friction: float):
+def clear_box(grid_mv: wp.array3d(dtype=wp.vec3), grid_m: wp.array3d(dtype=float),
+              i0: int, j0: int, k0: int):
+    """Zero the active box of one P2G buffer (launched over the box's extent)."""
     i, j, k = wp.tid()
-    mass = grid_m[i, j, k]
+    grid_mv[i + i0, j + j0, k + k0] = wp.vec3(0.0)
+    grid_m[i + i0, j + j0, k + k0] = 0.0
+
+
+@wp.kernel
+def grid_update(grid_mv: wp.array4d(dtype=wp.vec3), grid_m: wp.array4d(dtype=float),
+                n_buffers: int, grid_v: wp.array3d(dtype=wp.vec3), i0: int, j0: int, k0: int,
+                dt: float, gravity: wp.vec3, res: int, kind: int, friction: float):
+    """Sum the P2G buffers (one per CPU thread), momentum → velocity, gravity, walls.
+    Launched over a box of nodes starting at (i0, j0, k0)."""
+    i, j, k = wp.tid()
+    i = i + i0
+    j = j + j0
+    k = k + k0
+    mass = float(0.0)
+    mv = wp.vec3(0.0)
+    for b in range(n_buffers):
+        mass += grid_m[b, i, j, k]
+        mv += grid_mv[b, i, j, k]
     if mass <= 0.0:
+        grid_v[i, j, k] = wp.vec3(0.0)
         return
-    v = grid_mv[i, j, k] / mass + dt * gravity
+    v = mv / mass + dt * gravity
     idx = wp.vec3i(i, j, k)
     for a in range(3):
         if idx[a] <= BOUNDARY_CELLS:
             v = wall(v, a, -1.0, kind, friction)
         if idx[a] >= res - BOUNDARY_CELLS:
             v = wall(v, a, 1.0, kind, friction)
-    grid_mv[i, j, k] = v
+    grid_v[i, j, k] = v
 
 
 @wp.kernel
 def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
         Fe: wp.array(dtype=wp.mat33), Ftot: wp.array(dtype=wp.mat33),
         pstate: wp.array(dtype=float), tau: wp.array(dtype=wp.mat33), m: MaterialParams,
-        inv_dx: float, dt: float, res: int, lo: float, hi: float, grid_v: wp.array3d(dtype=wp.vec3),
-        escaped: wp.array(dtype=int), flags: wp.array(dtype=int),
-        max_speed: wp.array(dtype=float)):
+        inv_dx: float, dt: float, res: int, lo: float, hi: float,
+        grid_v: wp.array3d(dtype=wp.vec3), escaped: wp.array(dtype=int),
+        flags: wp.array(dtype=int), max_speed: wp.array(dtype=float),
+        bounds: wp.array(dtype=int)):
     p = wp.tid()
     xp = x[p]
     if not wp.isfinite(xp):
@@ -150,6 +176,11 @@ def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtyp
         escaped[p] = 1
         wp.atomic_add(flags, 2, 1)
     wp.atomic_max(max_speed, 0, wp.length(new_v))
+    # Stencil cells of the new position: the next substep's active box.
+    for a in range(3):
+        c = int(wp.floor(clamped[a] * inv_dx - 0.5))
+        wp.atomic_min(bounds, a, c)
+        wp.atomic_max(bounds, 3 + a, c + 2)
     x[p] = clamped
     v[p] = new_v
     C[p] = new_C

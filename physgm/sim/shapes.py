@@ -50,7 +50,8 @@ def sample_shape(shape: str, center, size, spacing: float, rotation: np.ndarray 
     half = np.broadcast_to(np.asarray(size, np.float64), (3,)) / 2.0
     if (half <= 0).any():
         raise ValueError(f"size must be > 0 m per axis, got {size}")
-    axes = [np.arange(-h + spacing / 2, h, spacing) for h in half]
+    counts = [max(1, int(np.floor(2.0 * h / spacing + 1e-9))) for h in half]
+    axes = [(np.arange(c) - (c - 1) / 2.0) * spacing for c in counts]  # centred lattice
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     pts = grid[_INSIDE[shape](grid / half)]
     if len(pts) == 0:

@@ -20,13 +20,15 @@ class SimResult:
     """Trajectory of a simulation (numpy, float32).
 
     positions: (F+1, N, 3) [m], frame 0 is the input; deformation: (F+1, N, 3, 3) total
-    deformation gradient F (elastic × plastic); times: (F+1,) [s]. On "unstable" (non-finite
+    deformation gradient F (elastic × plastic); velocities: (F+1, N, 3) [m/s];
+    times: (F+1,) [s]. On "unstable" (non-finite
     state or speed above ``cfg.max_speed``) or "escaped" (more than ``cfg.escape_fraction``
     of the particles reached the domain's edge) the arrays end at the last valid frame.
     """
 
     positions: np.ndarray
     deformation: np.ndarray
+    velocities: np.ndarray
     status: str
     wall_s: float
     times: np.ndarray
@@ -110,6 +112,7 @@ def simulate(positions, params: PhysParams, cfg: MPMConfig, volumes=None,
 
     from physgm.sim import kernels as K
     from physgm.sim.constitutive import material_struct
+    from physgm.sim.stepper import Stepper
 
     t0 = time.perf_counter()
     x0 = _as_points(positions, "positions")
@@ -126,71 +129,51 @@ def simulate(positions, params: PhysParams, cfg: MPMConfig, volumes=None,
     dt, n_sub = choose_substeps(params, cfg, float(np.linalg.norm(v0, axis=1).max()))
 
     device = resolve_device(cfg.device)
-    res = cfg.grid_res
-    mat = material_struct(params)
-    eye = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
     pstate0 = np.ones(n) if params.material.value == "snow" else np.zeros(n)
-    with wp.ScopedDevice(device):
-        x = wp.array(x0.astype(np.float32), dtype=wp.vec3)
-        v = wp.array(v0.astype(np.float32), dtype=wp.vec3)
-        C = wp.zeros(n, dtype=wp.mat33)
-        Fe = wp.array(eye, dtype=wp.mat33)
-        Ftot = wp.array(eye, dtype=wp.mat33)
-        pstate = wp.array(pstate0.astype(np.float32), dtype=float)
-        tau = wp.zeros(n, dtype=wp.mat33)  # stress of F_E = I is zero for every model
-        vol_w = wp.array(vol.astype(np.float32), dtype=float)
-        mass_w = wp.array((vol * params.density).astype(np.float32), dtype=float)
-        grid_mv = wp.zeros((res, res, res), dtype=wp.vec3)
-        grid_m = wp.zeros((res, res, res), dtype=float)
-        escaped = wp.zeros(n, dtype=int)
-        flags = wp.zeros(3, dtype=int)
-        speed = wp.zeros(1, dtype=float)
-        gravity = wp.vec3(*cfg.gravity)
-        kind = K.BOUNDARY_KIND[cfg.boundary]
-        inv_dx = 1.0 / dx
-        lo, hi = 2.0 * dx, cfg.domain_size - 2.0 * dx
-
-        frames_x = [x0.astype(np.float32)]
-        frames_F = [np.array(eye)]
-        status, message = "ok", ""
+    stepper = Stepper(x0, v0, vol, params.density, pstate0, material_struct(params),
+                      cfg.grid_res, dx, device, cfg.threads)
+    gravity = wp.vec3(*cfg.gravity)
+    kind = K.BOUNDARY_KIND[cfg.boundary]
+    lo, hi = 2.0 * dx, cfg.domain_size - 2.0 * dx
+    frames_x = [x0.astype(np.float32)]
+    frames_F = [np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))]
+    frames_v = [v0.astype(np.float32)]
+    status, message = "ok", ""
+    try:
         for frame in range(cfg.n_frames):
             for _ in range(n_sub):
-                grid_mv.zero_()
-                grid_m.zero_()
-                wp.launch(K.p2g, dim=n, inputs=[x, v, C, tau, vol_w, mass_w, inv_dx, dt, res,
-                                                grid_mv, grid_m, flags])
-                wp.launch(K.grid_update, dim=(res, res, res),
-                          inputs=[grid_mv, grid_m, dt, gravity, res, kind, cfg.friction])
-                wp.launch(K.g2p, dim=n, inputs=[x, v, C, Fe, Ftot, pstate, tau, mat, inv_dx, dt,
-                                                res, lo, hi, grid_mv, escaped, flags, speed])
-            f = flags.numpy()
-            vmax = float(speed.numpy()[0])
-            if f[0] > 0 or f[1] > 0 or not np.isfinite(vmax) or vmax > cfg.max_speed:
+                stepper.substep(dt, gravity, kind, cfg.friction, lo, hi)
+            counts, vmax = stepper.guards()
+            if counts[0] > 0 or counts[1] > 0 or not np.isfinite(vmax) or vmax > cfg.max_speed:
                 status = "unstable"
-                message = (f"frame {frame + 1}: {f[0]} non-finite particles, {f[1]} outside the "
-                           f"grid, max speed {vmax:.3g} m/s (limit {cfg.max_speed} m/s)")
+                message = (f"frame {frame + 1}: {counts[0]} non-finite particles, {counts[1]} "
+                           f"outside the grid, max speed {vmax:.3g} m/s (limit "
+                           f"{cfg.max_speed} m/s)")
                 break
-            xf = x.numpy().copy()  # on CPU .numpy() is a view of the live buffer
-            Ff = Ftot.numpy().copy()
+            xf, Ff, vf = stepper.positions(), stepper.deformation(), stepper.velocities()
             if not (np.isfinite(xf).all() and np.isfinite(Ff).all()):
                 status, message = "unstable", f"frame {frame + 1}: non-finite state"
                 break
-            if f[2] > cfg.escape_fraction * n:
+            if counts[2] > cfg.escape_fraction * n:
                 status = "escaped"
-                message = (f"frame {frame + 1}: {f[2]} of {n} particles reached the domain edge "
-                           f"(limit {cfg.escape_fraction:.1%})")
+                message = (f"frame {frame + 1}: {counts[2]} of {n} particles reached the domain "
+                           f"edge (limit {cfg.escape_fraction:.1%})")
                 break
             frames_x.append(xf)
             frames_F.append(Ff)
+            frames_v.append(vf)
             if progress is not None:
                 progress(frame + 1, cfg.n_frames)
-        n_escaped = int(flags.numpy()[2])
-        vmax = float(speed.numpy()[0])
+        counts, vmax = stepper.guards()
+    finally:
+        stepper.close()
 
     frames = len(frames_x)
     return SimResult(
         positions=np.stack(frames_x), deformation=np.stack(frames_F).astype(np.float32),
+        velocities=np.stack(frames_v),
         status=status, wall_s=time.perf_counter() - t0,
         times=np.arange(frames, dtype=np.float32) * np.float32(cfg.frame_dt),
-        substep_dt=dt, substeps_per_frame=n_sub, message=message, n_escaped=n_escaped,
-        max_speed=vmax, stats={"device": device, "n_particles": n, "grid_res": res})
+        substep_dt=dt, substeps_per_frame=n_sub, message=message, n_escaped=int(counts[2]),
+        max_speed=vmax, stats={"device": device, "n_particles": n, "grid_res": cfg.grid_res,
+               "threads": stepper.threads})

@@ -15,6 +15,7 @@ from physgm.config import MPMConfig
 from physgm.materials import PhysParams
 
 CFL_LIMIT = 1.0  # Courant number above which a user-given substep is rejected outright
+MAX_SUBSTEPS_PER_FRAME = 200_000  # beyond this a run would take hours: refuse it up front
 
 
 def expected_speed(cfg: MPMConfig, initial_speed: float = 0.0) -> float:
@@ -40,6 +41,11 @@ def choose_substeps(params: PhysParams, cfg: MPMConfig, initial_speed: float = 0
     """
     if cfg.substep_dt is None:
         n = max(1, math.ceil(cfg.frame_dt / stable_dt(params, cfg, initial_speed)))
+        if n > MAX_SUBSTEPS_PER_FRAME:
+            raise ValueError(
+                f"{params.material.value} with E={params.E:.3g} Pa, initial speed "
+                f"{initial_speed:.3g} m/s on a {cfg.grid_res}³ grid needs {n} substeps per frame "
+                f"(limit {MAX_SUBSTEPS_PER_FRAME}): lower E or the speed, or coarsen the grid")
         return cfg.frame_dt / n, n
     limit = stable_dt(params, cfg, initial_speed, courant=CFL_LIMIT)
     if cfg.substep_dt > limit:
