@@ -84,9 +84,15 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
         raise SystemExit(f"--sizes expects PXxN[,PXxN...] such as 64x1000, got {text!r}") from None
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES))
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="physgm bench render", description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES),
+                    help="PXxN pairs (image side x Gaussians), comma-separated")
     ap.add_argument("--repeats", type=int, default=3)
-    ns = ap.parse_args()
+    ap.add_argument("--json", action="store_true", help="(always one JSON line)")
+    ns = ap.parse_args(argv)
     bench_render(ns.sizes, json=True, repeats=ns.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -153,6 +153,14 @@ def bench_mpm(ctx: typer.Context) -> None:
     run_benchmark("mpm", list(ctx.args))
 
 
+@bench_app.command("render", context_settings={"allow_extra_args": True,
+                                               "ignore_unknown_options": True})
+def bench_render(ctx: typer.Context) -> None:
+    """Renderer throughput (Gaussians × pixels / s): tiled torch backend vs the dense
+    reference. Options: --sizes 64x1000,96x2000 --repeats N --json."""
+    run_benchmark("render", list(ctx.args))
+
+
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         json_: JsonOpt = False) -> None:
@@ -168,6 +176,20 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
         typer.echo(json.dumps({"materials": rows}))
     else:
         typer.echo(f"table written to {out}")
+
+
+# ---- stage commands: each stage module owns its Typer command(s) and keeps heavy imports
+# (ray, deepspeed, mlflow) inside the command functions. One block per stage. ----
+# [data]
+# [pretrain]
+# [eval]
+# [reward]
+from reward.cli import app as _reward_app  # noqa: E402
+
+app.add_typer(_reward_app, name="reward")
+# [dpo]
+# [serve]
+# [cluster]
 
 
 def main() -> None:
