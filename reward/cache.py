@@ -61,6 +61,11 @@ class ReferenceCache:
         self.hits += 1
         return item
 
+    def has(self, key: str, digest: str | None = None) -> bool:
+        """Like ``get`` but without touching the counters or the LRU order."""
+        item = self._items.get(key)
+        return item is not None and (digest is None or item.digest == digest)
+
     def put(self, key: str, item: ReferenceData) -> None:
         self._items[key] = item
         self._items.move_to_end(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from typing import NamedTuple
 
 import numpy as np
 import ray
@@ -31,6 +32,30 @@ from .scorer import RewardResult, RewardScorer, reward_config
 # unhealthy, so Serve replaces it
 MAX_CONSECUTIVE_ERRORS = 8
 _LIVE = ("w_mask", "w_track", "failure_reward", "max_batch_size", "batch_wait_timeout_s")
+
+
+class _Request(NamedTuple):
+    scene_id: str
+    digest: str | None
+    reference: object          # ObjectRef, array, or None when the replica has the scene
+    candidate: object
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.scene_id, self.digest
+
+
+def _parse_request(req) -> _Request | ValueError:
+    """A request dict → ``_Request``, or the ValueError that says what is wrong with it."""
+    if not isinstance(req, dict) or "candidate" not in req:
+        return ValueError("a reward request is a dict with scene_id, digest, reference, "
+                          f"candidate; got {type(req).__name__}")
+    scene_id = req.get("scene_id")
+    if not isinstance(scene_id, str) or not scene_id:
+        return ValueError(f"scene_id must be a non-empty string, got {scene_id!r}")
+    ref = req.get("reference")
+    ref = ref[0] if isinstance(ref, list) and len(ref) == 1 else ref
+    return _Request(scene_id, req.get("digest"), ref, req["candidate"])
 
 
 def _check_live(user_config: dict | None) -> None:
@@ -82,39 +107,43 @@ class RewardService:
     async def score(self, requests: list[dict]) -> list[dict]:
         self.counters["batches"] += 1
         self.counters["requests"] += len(requests)
+        parsed = [_parse_request(r) for r in requests]
         references = {}
-        for req in requests:
-            key = (req.get("scene_id"), req.get("digest"))
-            if key not in references and self.scorer.cache.get(*key) is None:
+        for req in parsed:
+            if isinstance(req, _Request) and req.key not in references \
+                    and not self.scorer.cache.has(*req.key):
                 try:
-                    ref = req["reference"]
-                    ref = ref[0] if isinstance(ref, list) else ref
-                    references[key] = await ref if isinstance(ref, ray.ObjectRef) else ref
-                except Exception as exc:  # a lost object or a malformed request
-                    references[key] = exc
-        results = await asyncio.to_thread(self._score_requests, requests, references)
+                    ref = req.reference
+                    references[req.key] = await ref if isinstance(ref, ray.ObjectRef) else ref
+                except Exception as exc:  # a lost object: fails this scene's requests only
+                    references[req.key] = exc
+        results = await asyncio.to_thread(self._score_requests, parsed, references)
         return [r.to_dict() for r in results]
 
-    def _score_requests(self, requests: list[dict], references: dict) -> list[RewardResult]:
+    def _score_requests(self, parsed: list, references: dict) -> list[RewardResult]:
+        out: list[RewardResult | None] = [None] * len(parsed)
         by_scene: dict[tuple, list[int]] = defaultdict(list)
-        for i, req in enumerate(requests):
-            by_scene[(req.get("scene_id"), req.get("digest"))].append(i)
-        out: list[RewardResult | None] = [None] * len(requests)
-        for (scene_id, digest), idx in by_scene.items():
+        for i, req in enumerate(parsed):
+            if isinstance(req, _Request):
+                by_scene[req.key].append(i)
+            else:
+                out[i] = self.scorer.failed("invalid", str(req))
+        for (scene_id, _), idx in by_scene.items():
             try:
-                fetched = references.get((scene_id, digest))
+                fetched = references.get(parsed[idx[0]].key)
                 if isinstance(fetched, Exception):
                     raise fetched
                 if fetched is not None:
                     self.scorer.prepare_reference(scene_id, fetched)
                 results = self.scorer.score_batch(
-                    scene_id, [requests[i].get("candidate") for i in idx], strict=False)
+                    scene_id, [parsed[i].candidate for i in idx], strict=False)
             except Exception as exc:  # the reference itself is bad: fail this scene only
                 status = "invalid" if isinstance(exc, (ValueError, KeyError)) else "error"
                 results = [self.scorer.failed(status, f"{type(exc).__name__}: {exc}")] * len(idx)
             for i, res in zip(idx, results):
                 out[i] = res
-                self._count(res)
+        for res in out:
+            self._count(res)
         return out
 
     def _count(self, res: RewardResult) -> None:

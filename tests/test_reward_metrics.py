@@ -131,3 +131,5 @@ def test_reference_cache_lru_and_digest():
     cache.put("c", item)                                    # evicts b (least recent)
     assert "a" in cache and "c" in cache and "b" not in cache
     assert cache.hits == 2 and cache.misses == 1
+    assert cache.has("a", video_digest(v)) and not cache.has("a", video_digest(w))
+    assert not cache.has("b") and cache.hits == 2 and cache.misses == 1   # no counting

@@ -61,6 +61,13 @@ def test_survives_bad_requests(handle, ref):
     results = client.score_candidates("scene-2", np.zeros((T, S, S, 3), np.uint8), [good])
     assert results[0].status == "invalid" and "reward.background" in results[0].error
     assert client.errors == 5
+    # malformed raw requests batched together with a good one fail alone
+    good_req = {"scene_id": "scene-1", "digest": None, "reference": None, "candidate": ref}
+    raw = [handle.score.remote(r) for r in ("junk", {"scene_id": None, "candidate": ref},
+                                            {"scene_id": "scene-1"}, good_req)]
+    replies = [r.result(timeout_s=60) for r in raw]
+    assert [d["status"] for d in replies] == ["invalid"] * 3 + ["ok"]
+    assert replies[-1]["reward"] == 0.0 and "scene_id" in replies[1]["error"]
     # the replica is still healthy and serving
     assert client.score_candidates("scene-1", ref, [ref])[0].reward == 0.0
 
