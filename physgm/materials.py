@@ -192,11 +192,11 @@ def denormalize(material: Material | str, z, clip: bool = True) -> PhysParams:
         if name not in PARAM_RANGES[material]:
             continue
         centre, half = NORM[name]
-        t = centre + half * float(z[i])
-        if clip:
-            lo, hi = (_transform(name, b) for b in PARAM_RANGES[material][name])
-            t = min(max(t, lo), hi)
-        values[name] = _inverse(name, t)
+        value = _inverse(name, centre + half * float(z[i]))
+        if clip:  # in value space, so log/exp round-off cannot step outside the range
+            lo, hi = PARAM_RANGES[material][name]
+            value = min(max(value, lo), hi)
+        values[name] = value
     return PhysParams(material=material, **values)
 
 

@@ -4,10 +4,14 @@ One code path for CPU and CUDA (``MPMConfig.device``); constitutive models in
 ``constitutive``, substep kernels in ``kernels``, time-step choice in ``stability``,
 particle sampling of primitive shapes in ``shapes``.
 """
-from physgm.config import MPMConfig
-from physgm.sim.shapes import SHAPES, sample_shape
-from physgm.sim.solver import SimResult, simulate
-from physgm.sim.stability import choose_substeps, stable_dt
+import warp as _wp
+
+_wp.config.quiet = True  # no banner on stdout: `--json` output stays one clean line
+
+from physgm.config import MPMConfig  # noqa: E402
+from physgm.sim.shapes import SHAPES, sample_shape  # noqa: E402
+from physgm.sim.solver import SimResult, simulate  # noqa: E402
+from physgm.sim.stability import choose_substeps, stable_dt  # noqa: E402
 
 __all__ = ["MPMConfig", "SimResult", "simulate", "sample_shape", "SHAPES", "choose_substeps",
            "stable_dt"]
