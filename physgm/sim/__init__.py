@@ -6,7 +6,8 @@ particle sampling of primitive shapes in ``shapes``.
 """
 import warp as _wp
 
-_wp.config.quiet = True  # no banner on stdout: `--json` output stays one clean line
+_wp.config.quiet = True  # no banner or module-load lines on stdout: `--json` output stays clean
+_wp.config.log_level = max(_wp.config.log_level, _wp.LOG_WARNING)
 
 from physgm.config import MPMConfig  # noqa: E402
 from physgm.sim.shapes import SHAPES, sample_shape  # noqa: E402
