@@ -149,6 +149,28 @@ class PretrainConfig(_Section):
     val_every: int = Field(100, ge=1)
     loss_weights: dict[str, float] = Field(
         default_factory=lambda: {"rgb": 1.0, "alpha": 0.1, "material": 0.1, "params": 0.01})
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW (β1, β2)")
+    eps: float = Field(1e-8, gt=0, description="AdamW ε")
+    bf16: bool = Field(True, description="bf16 mixed precision on GPU (CPU always runs fp32)")
+    views: tuple[int, int] = Field((1, 4), description="(min, max) input views per training "
+                                   "scene, drawn per scene")
+    n_targets: int = Field(1, ge=1, description="held-out views rendered per scene for the "
+                           "image losses")
+    val_views: int = Field(2, ge=1, description="input views per held-out scene in validation")
+    val_scenes: int = Field(0, ge=0, description="held-out scenes per validation (0 = all)")
+    log_every: int = Field(10, ge=1, description="steps between metric logs")
+    keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept besides 'final'")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves per train worker")
+    loader_workers: int = Field(0, ge=0, description="DataLoader processes per train worker")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        lo, hi = self.views
+        if not 1 <= lo <= hi:
+            raise ValueError(f"pretrain.views must be (min, max) with 1 ≤ min ≤ max, got "
+                             f"{self.views}")
+        return self
 
 
 class RewardConfig(_Section):
@@ -188,21 +210,42 @@ class RewardConfig(_Section):
 
 
 class DPOConfig(_Section):
-    beta: float = Field(0.1, gt=0)
+    """Preference optimisation of the physics head (actors → reward → learner)."""
+
+    beta: float = Field(0.1, gt=0, description="DPO inverse temperature β")
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO ε "
+                                   "(sigmoid loss only)")
     k: int = Field(4, ge=2, description="candidates sampled per scene")
-    n_actors: int = Field(2, ge=1)
-    steps: int = Field(40, ge=1)
-    batch_pairs: int = Field(4, ge=1)
+    n_actors: int = Field(2, ge=1, description="simulation actors")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
+    actor_gpus: float = Field(0.0, ge=0, description="GPU fraction per simulation actor")
+    epochs: int = Field(2, ge=1, description="passes over the training scenes (one task = "
+                        "one scene: K samples, simulations, renders, rewards)")
+    steps: Optional[int] = Field(None, ge=1, description="stop after this many learner steps "
+                                 "(None: when every task of every epoch is done)")
+    batch_pairs: int = Field(4, ge=1, description="pairs per learner step")
     lr: float = Field(1e-4, gt=0)
-    max_staleness: int = Field(2, ge=0)
-    publish_every: int = Field(1, ge=1)
-    queue_size: int = Field(16, ge=1)
-    max_restarts: int = Field(3, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage of the learner")
+    learner_gpus: float = Field(0.0, ge=0)
+    max_staleness: int = Field(2, ge=0, description="drop pairs sampled more than this many "
+                               "policy versions ago")
+    publish_every: int = Field(1, ge=1, description="learner steps between weight versions")
+    queue_size: int = Field(16, ge=1, description="bounded rollout queue: actors wait when full")
+    max_restarts: int = Field(3, ge=0, description="restarts of a dead simulation actor")
     pair_mode: Literal["best_worst", "margin"] = "best_worst"
-    reward_margin: float = Field(0.0, ge=0)
-    checkpoint_every: int = Field(10, ge=1)
+    reward_margin: float = Field(0.0, ge=0, description="minimum reward gap for a pair")
+    checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
+    geometry: Literal["scene", "predicted"] = Field(
+        "scene", description="object the actors simulate: the scene's stored Gaussians and "
+        "particles ('scene', isolates physics) or the frozen model's predicted Gaussians "
+        "filled with particles ('predicted', as in the paper)")
+    log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
+                                  "loser video artifacts")
+    eval_scenes: int = Field(16, ge=1, description="held-out scenes for `physgm eval`")
+    seed: int = 0
 
 
 class ServeConfig(_Section):
