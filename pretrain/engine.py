@@ -1,0 +1,157 @@
+"""DeepSpeed engine for pretraining, configured from ``PretrainConfig``.
+
+- ZeRO stage ``zero_stage``; bf16 mixed precision on GPU when ``bf16`` (fp16 is not offered:
+  it does not run on the CPU accelerator), fp32 on CPU;
+- AdamW with ``"torch_adam": true`` (PyTorch's kernel, so no C++ op is compiled on CPU),
+  weight decay on matrices only (biases, norms, tokens and embeddings are not decayed);
+- gradient accumulation ``grad_accum`` micro-batches of ``batch_size`` per worker and
+  clipping of the global gradient norm at ``grad_clip``;
+- the warm-up + cosine schedule of ``pretrain.schedule`` as a client scheduler, stepped by
+  the engine once per optimizer step.
+
+``build_plain`` gives the same optimizer and schedule without DeepSpeed (benchmark peer).
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from physgm.config import PretrainConfig
+from pretrain.schedule import warmup_cosine
+
+
+def on_gpu(cfg: PretrainConfig) -> bool:
+    """True when the config asks for a GPU and one is visible to this process."""
+    return bool(cfg.use_gpu) and torch.cuda.is_available()
+
+
+def compute_dtype(cfg: PretrainConfig) -> Optional[torch.dtype]:
+    """bf16 on GPU when enabled, else None (the model's own fp32)."""
+    return torch.bfloat16 if on_gpu(cfg) and cfg.bf16 else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_dist_env() -> None:
+    """Single-process defaults for the variables DeepSpeed's init reads (Ray Train sets
+    them for its workers). ``LOCAL_SIZE`` stays unset: on CPU it enables a shared-memory
+    transport that leaks."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(key, value)
+
+
+def import_deepspeed(gpu: bool):
+    """Import DeepSpeed, selecting its CPU accelerator when no GPU is used."""
+    if not gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+
+    return deepspeed
+
+
+def deepspeed_config(cfg: PretrainConfig, world_size: int, gpu: bool) -> dict[str, Any]:
+    """The DeepSpeed JSON config for ``world_size`` data-parallel workers."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be ≥ 1, got {world_size}")
+    return {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.batch_size * cfg.grad_accum * world_size,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": bool(gpu and cfg.bf16)},
+        "fp16": {"enabled": False},
+        "optimizer": {"type": "AdamW",
+                      "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": cfg.eps,
+                                 "weight_decay": cfg.weight_decay, "torch_adam": True}},
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+
+
+NO_DECAY_SUFFIXES = ("global_tokens", "view_embed", "cls_token", "register_tokens", "pos_embed")
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: matrices/kernels (ndim ≥ 2) decay, everything else does not."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        flat = p.ndim < 2 or name.endswith(NO_DECAY_SUFFIXES)
+        (keep if flat else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": keep, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+@dataclass(eq=False)
+class Engine:
+    """What the train loop needs: ``model`` to call (the DeepSpeed engine), ``module`` (the
+    bare PhysGM), the DeepSpeed engine itself, the LR scheduler and the input dtype."""
+
+    model: Any
+    module: nn.Module
+    ds: Any
+    scheduler: Any
+    dtype: Optional[torch.dtype]
+    device: torch.device
+
+    def backward_step(self, loss: torch.Tensor) -> None:
+        """Backward and (at the accumulation boundary) clip, update and schedule."""
+        self.ds.backward(loss)
+        self.ds.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.scheduler.get_last_lr()[0])
+
+    @property
+    def at_boundary(self) -> bool:
+        return bool(self.ds.is_gradient_accumulation_boundary())
+
+
+def build_engine(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[int] = None
+                 ) -> Engine:
+    """Wrap ``model`` in a DeepSpeed engine (initialising torch.distributed if needed).
+
+    Inside Ray Train the process group already exists; alone, ``ensure_dist_env`` supplies a
+    one-process group (gloo on CPU)."""
+    gpu = on_gpu(cfg)
+    deepspeed = import_deepspeed(gpu)
+    ensure_dist_env()
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if gpu else "gloo")
+    world = torch.distributed.get_world_size()
+    if gpu:
+        device = torch.device("cuda", torch.cuda.current_device())
+        model = model.to(device)
+    else:
+        device = torch.device("cpu")
+    steps = total_steps if total_steps is not None else cfg.steps
+    ds, _, _, scheduler = deepspeed.initialize(
+        model=model, model_parameters=param_groups(model, cfg.weight_decay),
+        config=deepspeed_config(cfg, world, gpu),
+        lr_scheduler=lambda opt: warmup_cosine(opt, cfg.warmup_steps, steps, cfg.min_lr_ratio))
+    return Engine(model=ds, module=ds.module, ds=ds, scheduler=scheduler,
+                  dtype=compute_dtype(cfg), device=device)
+
+
+def build_plain(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[int] = None):
+    """The same AdamW and schedule as ``build_engine``, in plain PyTorch:
+    (optimizer, scheduler). Clip with ``torch.nn.utils.clip_grad_norm_(…, cfg.grad_clip)``."""
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+                            betas=tuple(cfg.betas), eps=cfg.eps)
+    steps = total_steps if total_steps is not None else cfg.steps
+    return opt, warmup_cosine(opt, cfg.warmup_steps, steps, cfg.min_lr_ratio)

@@ -1,0 +1,132 @@
+"""One supervised pretraining step as a pure function of a model and a batch (no Ray, no
+DeepSpeed, no I/O): predict per-pixel Gaussians and the physics distribution, render the
+Gaussians into the held-out target views, and score everything with
+``physgm.model.losses.physgm_losses``.
+
+Batch (``physgm.data.dataset.collate_views``), B scenes, V input views, T target views:
+
+- ``images`` (B, V, 3, H, W) float in [0, 1]; ``plucker`` (B, V, 6, H, W);
+  ``K`` (B, V, 3, 3) [px]; ``c2w`` (B, V, 4, 4) [m] (OpenCV axes);
+- ``target_images`` (B, T, 3, Ht, Wt) in [0, 1]; ``target_alpha`` (B, T, 1, Ht, Wt) in
+  [0, 1]; ``target_K`` (B, T, 3, 3); ``target_c2w`` (B, T, 4, 4);
+- ``material`` (B,) long and ``params_z`` (B, P), ``params_mask`` (B, P) bool: the
+  annotator's labels, the only supervision of the physics head.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Mapping, Optional
+
+import torch
+
+from physgm.camera import Camera
+from physgm.model import PhysGMOutput, PixelGaussians, pixels_to_gaussians
+from physgm.model.losses import physgm_losses
+from physgm.render import rasterize
+
+BATCH_KEYS = ("images", "plucker", "K", "c2w", "target_images", "target_alpha", "target_K",
+              "target_c2w", "material", "params_z", "params_mask")
+
+
+@dataclass(eq=False)
+class StepOutput:
+    """loss: weighted total (scalar, differentiable); terms: every loss term (detached
+    floats are in ``scalars()``); rgb (B, T, Ht, Wt, 3) and alpha (B, T, Ht, Wt): the
+    renders of the target views; out: the model's output."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    out: PhysGMOutput
+
+    def scalars(self) -> dict[str, float]:
+        return {name: float(value.detach()) for name, value in self.terms.items()}
+
+
+def check_batch(batch: Mapping[str, torch.Tensor]) -> None:
+    """Raise ValueError naming the missing keys or mismatched shapes."""
+    missing = [k for k in BATCH_KEYS if k not in batch]
+    if missing:
+        raise ValueError(f"batch lacks {missing}; build batches with "
+                         "physgm.data.dataset.collate_views")
+    b, v = batch["images"].shape[:2]
+    t = batch["target_images"].shape[1]
+    expect = {"plucker": (b, v), "K": (b, v), "c2w": (b, v), "target_alpha": (b, t),
+              "target_K": (b, t), "target_c2w": (b, t), "material": (b,), "params_z": (b,),
+              "params_mask": (b,)}
+    for key, lead in expect.items():
+        if tuple(batch[key].shape[:len(lead)]) != lead:
+            raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected "
+                             f"leading dims {lead} (images {tuple(batch['images'].shape)})")
+
+
+def to_device(batch: Mapping[str, object], device: torch.device | str) -> dict:
+    """Tensors of ``batch`` moved to ``device``; other values kept as they are."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+            for k, v in batch.items()}
+
+
+def input_rays(K: torch.Tensor, c2w: torch.Tensor, width: int, height: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera centres (V, 3) and unit pixel-ray directions (V, H, W, 3) of one scene's input
+    views, K (V, 3, 3), c2w (V, 4, 4)."""
+    cams = [Camera(K[v], c2w[v], width, height) for v in range(K.shape[0])]
+    origins = torch.stack([c.position for c in cams])
+    directions = torch.stack([c.rays()[1] for c in cams])
+    return origins, directions
+
+
+def _float32(pix: PixelGaussians) -> PixelGaussians:
+    return PixelGaussians(**{f.name: getattr(pix, f.name).float() for f in fields(pix)})
+
+
+def render_targets(pix: PixelGaussians, batch: Mapping[str, torch.Tensor],
+                   background: Optional[tuple[float, float, float]] = None,
+                   backend: str = "auto", tile_size: int = 16
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render each scene's per-pixel Gaussians (all V·H·W of them) into its T target views.
+
+    Returns rgb (B, T, Ht, Wt, 3) and alpha (B, T, Ht, Wt), differentiable in ``pix``."""
+    pix = _float32(pix)
+    b, v, h, w = pix.depth.shape
+    ht, wt = batch["target_images"].shape[-2:]
+    rgbs, alphas = [], []
+    for i in range(b):
+        origins, directions = input_rays(batch["K"][i], batch["c2w"][i], w, h)
+        gaussians = pixels_to_gaussians(pix, origins, directions, index=i)
+        for t in range(batch["target_K"].shape[1]):
+            cam = Camera(batch["target_K"][i, t], batch["target_c2w"][i, t], wt, ht)
+            r = rasterize(gaussians, cam.to(pix.depth.device), background=background,
+                          backend=backend, tile_size=tile_size)
+            rgbs.append(r.rgb)
+            alphas.append(r.alpha)
+    t = batch["target_K"].shape[1]
+    return (torch.stack(rgbs).view(b, t, ht, wt, 3), torch.stack(alphas).view(b, t, ht, wt))
+
+
+def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.Tensor],
+                  loss_weights: Optional[Mapping[str, float]] = None,
+                  background: Optional[tuple[float, float, float]] = None,
+                  backend: str = "auto", tile_size: int = 16,
+                  compute_dtype: Optional[torch.dtype] = None) -> StepOutput:
+    """Forward pass and losses of one batch (call ``backward`` on ``.loss`` yourself).
+
+    ``model`` is a ``PhysGM`` or anything that calls it (a DeepSpeed engine);
+    ``compute_dtype`` casts the inputs (bf16 engines); rendering and losses run in fp32."""
+    check_batch(batch)
+    images, plucker = batch["images"], batch["plucker"]
+    if compute_dtype is not None:
+        images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
+    out = model(images, plucker)
+    rgb, alpha = render_targets(out.gaussians, batch, background, backend, tile_size)
+    physics = out.physics
+    if compute_dtype is not None:
+        physics = type(physics)(logits=physics.logits.float(), mu=physics.mu.float(),
+                                log_var=physics.log_var.float())
+    terms = physgm_losses(
+        physics=physics, material=batch["material"], z=batch["params_z"],
+        z_mask=batch["params_mask"],
+        rgb=rgb, target_rgb=batch["target_images"].permute(0, 1, 3, 4, 2),
+        alpha=alpha, target_mask=batch["target_alpha"][:, :, 0], weights=loss_weights)
+    return StepOutput(loss=terms["total"], terms=terms, rgb=rgb, alpha=alpha, out=out)
