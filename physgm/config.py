@@ -57,18 +57,66 @@ class RenderConfig(_Section):
 
 
 class DataConfig(_Section):
+    """Synthetic scene dataset (physgm/data, docs/data.md): procedural objects dropped onto
+    the floor of the MPM domain, V input views, a ground-truth video, true physics and the
+    annotator's noisy labels, in a zarr store."""
+
     path: str = "runs/quickstart/data.zarr"
     n_scenes: int = Field(24, ge=1)
-    n_views: int = Field(4, ge=1, le=16, description="input views stored per scene")
-    image_size: int = Field(64, ge=16, le=2048)
-    video_frames: int = Field(16, ge=2)
-    max_particles: int = Field(5000, ge=100)
+    n_views: int = Field(6, ge=1, le=64, description="views stored per scene; a training "
+                         "item draws its inputs and its novel-view targets from them")
+    image_size: int = Field(64, ge=16, le=2048, description="edge of views and video [px]")
+    video_frames: int = Field(16, ge=2, description="frames of the GT video, the rest pose "
+                              "included (simulated: video_frames − 1)")
+    max_particles: int = Field(5000, ge=100, description="particles (= Gaussians) per object; "
+                               "a larger object is sampled more coarsely")
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
     label_noise: float = Field(1.0, ge=0, le=5, description="scale of the annotator's noise "
                                "and bias (0 = perfect labels)")
     seed: int = 0
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, description="processes generating scenes in parallel")
+    materials: list[Literal["jelly", "metal", "plasticine", "sand", "snow"]] = Field(
+        default_factory=lambda: ["jelly", "metal", "plasticine", "sand", "snow"],
+        min_length=1, description="materials drawn uniformly")
+    shapes: list[Literal["cube", "sphere", "cylinder", "cone", "torus", "capsule"]] = Field(
+        default_factory=lambda: ["cube", "sphere", "cylinder", "cone", "torus", "capsule"],
+        min_length=1, description="primitives (physgm.sim.shapes) that objects are made of")
+    object_size_m: tuple[float, float] = Field((0.12, 0.25), description="range of the "
+                                               "object's largest extent [m]")
+    drop_height_m: tuple[float, float] = Field((0.03, 0.2), description="range of the gap "
+                                               "between the floor and the object's bottom [m]")
+    throw_probability: float = Field(0.3, ge=0, le=1, description="chance of an initial "
+                                     "velocity (a throw) instead of a plain drop")
+    throw_speed_mps: float = Field(0.3, ge=0, le=5, description="largest horizontal speed of "
+                                   "a throw [m/s] (vertical: up to half of it)")
+    appearance_mix: float = Field(0.1, ge=0, le=1, description="chance that an object wears "
+                                  "another material's palette")
+    view_radius_m: tuple[float, float] = Field((0.8, 1.2), description="input camera distance "
+                                               "from the object's centre [m]")
+    view_elevation_deg: tuple[float, float] = Field((5.0, 45.0))
+    view_fov_deg: float = Field(30.0, gt=0, lt=180, description="input views' vertical FoV")
+    video_distance_m: float = Field(1.0, gt=0, description="video camera distance [m]")
+    video_elevation_deg: float = Field(10.0, ge=-80, le=80)
+    video_fov_deg: float = Field(40.0, gt=0, lt=180)
+    video_target_height_m: float = Field(0.25, description="height above the floor that the "
+                                         "video camera looks at [m]")
+    max_attempts: int = Field(8, ge=1, description="resamples of a scene whose simulation "
+                              "is unstable or escapes before it counts as failed")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="rendering device")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for name in ("object_size_m", "drop_height_m", "view_radius_m", "view_elevation_deg"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"data.{name} must be (low, high), got {(lo, hi)}")
+        if self.object_size_m[0] <= 0 or self.view_radius_m[0] <= 0:
+            raise ValueError("data.object_size_m and data.view_radius_m must be > 0")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got "
+                             f"{self.val_fraction} + {self.test_fraction}")
+        return self
 
 
 class ModelConfig(_Section):
