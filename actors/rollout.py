@@ -35,6 +35,7 @@ class RolloutScene:
     sim: MPMConfig
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
     reference_alpha: Optional[np.ndarray] = None
+    true: Optional[PhysParams] = None  # the physics that made the reference (evaluation only)
 
     @property
     def n_frames(self) -> int:
