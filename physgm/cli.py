@@ -188,6 +188,9 @@ from reward.cli import app as _reward_app  # noqa: E402
 
 app.add_typer(_reward_app, name="reward")
 # [dpo]
+from learner.cli import dpo as _dpo  # noqa: E402
+
+app.command("dpo")(_dpo)
 # [serve]
 # [cluster]
 

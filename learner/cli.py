@@ -1,0 +1,42 @@
+"""``physgm dpo``: preference optimisation of the physics head on a (local) Ray cluster."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from physgm.cli import ConfigOpt, JsonOpt, SetOpt, fail, get_config
+
+
+def dpo(
+    config: ConfigOpt = None, set_: SetOpt = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="pretrained checkpoint (default runs/<name>/checkpoints/final)")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue from runs/<name>/dpo/checkpoint: same step, optimizer, "
+        "policy version, scene progress and MLflow run")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Refine the physics head with DPO: sim actors sample K parameter sets per scene,
+    simulate and render them, the reward service scores them against the GT video, and a
+    DeepSpeed learner trains on the best/worst pairs. Ctrl-C checkpoints and exits."""
+    from learner.dpo import run_dpo
+
+    cfg = get_config(config, set_)
+    try:
+        summary = run_dpo(cfg, str(checkpoint) if checkpoint else None, resume=resume,
+                          show=not json_)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: checkpoint written; continue with `physgm dpo --resume`",
+                   err=True)
+        raise typer.Exit(130)
+    if json_:
+        typer.echo(json.dumps(summary, default=float))
+    else:
+        typer.echo(f"DPO done: {summary['steps']} steps, {summary['pairs_learned']} pairs "
+                   f"learned, {summary['pairs_per_hour']:.0f} pairs/hour, policy "
+                   f"v{summary['policy_version']} → {summary['checkpoint']}")
