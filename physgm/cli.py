@@ -161,6 +161,15 @@ def bench_render(ctx: typer.Context) -> None:
     run_benchmark("render", list(ctx.args))
 
 
+@bench_app.command("pretrain", context_settings={"allow_extra_args": True,
+                                                 "ignore_unknown_options": True})
+def bench_pretrain(ctx: typer.Context) -> None:
+    """Training samples/s and peak memory: DeepSpeed engine vs a plain PyTorch loop.
+
+    Same model and batches. Options: --steps N --batch-size N --views N --size PX --json."""
+    run_benchmark("pretrain", list(ctx.args))
+
+
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         json_: JsonOpt = False) -> None:
@@ -182,7 +191,12 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
 # (ray, deepspeed, mlflow) inside the command functions. One block per stage. ----
 # [data]
 # [pretrain]
+from pretrain.cli import evaluate as _evaluate  # noqa: E402
+from pretrain.cli import pretrain as _pretrain  # noqa: E402
+
+app.command("pretrain")(_pretrain)
 # [eval]
+app.command("eval")(_evaluate)
 # [reward]
 from reward.cli import app as _reward_app  # noqa: E402
 

@@ -1,0 +1,129 @@
+"""Held-out validation against the TRUE physical parameters (never the annotator's labels).
+
+Per scene: novel-view PSNR of the predicted Gaussians rendered into the target views,
+whether the most probable material is the true one, |log10 E_pred − log10 E_true| and
+|ν_pred − ν_true|. The prediction is the policy's mode (argmax material, its μ), mapped to
+SI units and clipped into that material's range, as ``PhysicsDistribution.mean_params``
+does. The annotator's labels on the same scenes are scored the same way, so the model can
+be compared with the supervision it learned from.
+
+    PSNR = −10 log10(mean((rgb − target)²))   [dB], per target image, RGB in [0, 1]
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from physgm.materials import MATERIALS, NORM, PARAM_NAMES, PARAM_RANGES
+from pretrain.step import pretrain_step, to_device
+
+E_SLOT, NU_SLOT = PARAM_NAMES.index("E"), PARAM_NAMES.index("nu")
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Per-image PSNR [dB] of pred, target (N, H, W, 3) in [0, 1] → (N,)."""
+    mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+    return -10.0 * torch.log10(mse.clamp_min(eps))
+
+
+def log10_E_and_nu(material: torch.Tensor, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """material (N,) long, z (N, P) normalised → (log10 E [Pa], ν), each (N,), clipped into
+    each scene's material range."""
+    mats = material.long().cpu().numpy()
+    zz = z.detach().float().cpu().numpy()
+    (ce, he), (cn, hn) = NORM["E"], NORM["nu"]
+    log_e = ce + he * zz[:, E_SLOT]
+    nu = cn + hn * zz[:, NU_SLOT]
+    lo_e = np.array([math.log10(PARAM_RANGES[MATERIALS[m]]["E"][0]) for m in mats])
+    hi_e = np.array([math.log10(PARAM_RANGES[MATERIALS[m]]["E"][1]) for m in mats])
+    lo_n = np.array([PARAM_RANGES[MATERIALS[m]]["nu"][0] for m in mats])
+    hi_n = np.array([PARAM_RANGES[MATERIALS[m]]["nu"][1] for m in mats])
+    return np.clip(log_e, lo_e, hi_e), np.clip(nu, lo_n, hi_n)
+
+
+def physics_errors(pred_material: torch.Tensor, pred_z: torch.Tensor,
+                   true_material: torch.Tensor, true_z: torch.Tensor,
+                   pred_mask: Optional[torch.Tensor] = None) -> dict[str, np.ndarray]:
+    """Per-scene scores of a material/parameter guess against the truth.
+
+    Returns ``correct`` (N,) bool, ``E_err_log10`` (N,) |Δ log10 E| and ``nu_err`` (N,)
+    |Δν|; an error is NaN where ``pred_mask`` (N, P) says the guess has no value."""
+    pl, pn = log10_E_and_nu(pred_material, pred_z)
+    tl, tn = log10_E_and_nu(true_material, true_z)
+    e_err, nu_err = np.abs(pl - tl), np.abs(pn - tn)
+    if pred_mask is not None:
+        m = pred_mask.bool().cpu().numpy()
+        e_err = np.where(m[:, E_SLOT], e_err, np.nan)
+        nu_err = np.where(m[:, NU_SLOT], nu_err, np.nan)
+    correct = (pred_material.long().cpu() == true_material.long().cpu()).numpy()
+    return {"correct": correct, "E_err_log10": e_err, "nu_err": nu_err}
+
+
+def _mean(values: list[np.ndarray]) -> float:
+    if not values:
+        return float("nan")
+    v = np.concatenate([np.asarray(x, dtype=np.float64).reshape(-1) for x in values])
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def summarize(per_scene: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
+    """Lists of per-scene arrays → ``material_acc``, ``E_mae_log10``, ``nu_mae`` (+ ``psnr``
+    when present)."""
+    out = {"material_acc": _mean(per_scene["correct"]),
+           "E_mae_log10": _mean(per_scene["E_err_log10"]),
+           "nu_mae": _mean(per_scene["nu_err"])}
+    if per_scene.get("psnr"):
+        out["psnr"] = _mean(per_scene["psnr"])
+    return out
+
+
+@torch.no_grad()
+def validate(model: Callable, batches: Iterable[Mapping], device: torch.device | str = "cpu",
+             dtype: Optional[torch.dtype] = None, background=None, backend: str = "auto",
+             tile_size: int = 16, max_scenes: int = 0, loss_weights=None) -> dict:
+    """Score ``model`` (PhysGM or an engine calling it) and the annotator on held-out batches.
+
+    Returns ``{"psnr", "material_acc", "E_mae_log10", "nu_mae", "loss", "n_scenes",
+    "annotator": {"material_acc", "E_mae_log10", "nu_mae"}}`` (means over scenes; PSNR over
+    target images). ``max_scenes`` > 0 stops after the batch that reaches that many scenes."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    ours = {"correct": [], "E_err_log10": [], "nu_err": [], "psnr": []}
+    annot = {"correct": [], "E_err_log10": [], "nu_err": []}
+    losses, n = [], 0
+    try:
+        for batch in batches:
+            batch = to_device(batch, device)
+            out = pretrain_step(model, batch, loss_weights, background, backend, tile_size, dtype)
+            target = batch["target_images"].permute(0, 1, 3, 4, 2)
+            ours["psnr"].append(psnr(out.rgb.flatten(0, 1), target.flatten(0, 1)).cpu().numpy())
+            losses.append(float(out.loss))
+            mat, z = _float_mode(out.out.physics)
+            truth = (batch["true_material"], batch["true_params_z"])
+            for k, v in physics_errors(mat, z, *truth).items():
+                ours[k].append(v)
+            for k, v in physics_errors(batch["material"], batch["params_z"], *truth,
+                                       pred_mask=batch["params_mask"]).items():
+                annot[k].append(v)
+            n += int(batch["images"].shape[0])
+            if max_scenes and n >= max_scenes:
+                break
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    result = summarize(ours)
+    result.update(loss=float(np.mean(losses)) if losses else float("nan"), n_scenes=n,
+                  annotator=summarize(annot))
+    return result
+
+
+def _float_mode(physics):
+    from physgm.model.distribution import PhysicsDistribution
+
+    return PhysicsDistribution(physics.logits.float(), physics.mu.float(),
+                               physics.log_var.float()).mode()
