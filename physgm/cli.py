@@ -190,6 +190,9 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
 # ---- stage commands: each stage module owns its Typer command(s) and keeps heavy imports
 # (ray, deepspeed, mlflow) inside the command functions. One block per stage. ----
 # [data]
+from physgm.data.cli import app as _data_app  # noqa: E402
+
+app.add_typer(_data_app, name="data")
 # [pretrain]
 from pretrain.cli import evaluate as _evaluate  # noqa: E402
 from pretrain.cli import pretrain as _pretrain  # noqa: E402

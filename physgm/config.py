@@ -92,11 +92,11 @@ class DataConfig(_Section):
                                    "a throw [m/s] (vertical: up to half of it)")
     appearance_mix: float = Field(0.1, ge=0, le=1, description="chance that an object wears "
                                   "another material's palette")
-    view_radius_m: tuple[float, float] = Field((0.8, 1.2), description="input camera distance "
+    view_radius_m: tuple[float, float] = Field((0.65, 1.0), description="input camera distance "
                                                "from the object's centre [m]")
     view_elevation_deg: tuple[float, float] = Field((5.0, 45.0))
     view_fov_deg: float = Field(30.0, gt=0, lt=180, description="input views' vertical FoV")
-    video_distance_m: float = Field(1.0, gt=0, description="video camera distance [m]")
+    video_distance_m: float = Field(0.9, gt=0, description="video camera distance [m]")
     video_elevation_deg: float = Field(10.0, ge=-80, le=80)
     video_fov_deg: float = Field(40.0, gt=0, lt=180)
     video_target_height_m: float = Field(0.25, description="height above the floor that the "
@@ -331,6 +331,8 @@ class ServeConfig(_Section):
     max_replicas: int = Field(4, ge=1)
     target_ongoing_requests: float = Field(8.0, gt=0, description="autoscaling target per "
                                            "model replica")
+    ingress_replicas: int = Field(1, ge=1, description="HTTP ingress replicas (decode and "
+                                  "validate uploads)")
     sim_replicas: int = Field(1, ge=1, description="simulation + rendering replicas")
     sim_num_cpus: float = Field(1.0, ge=0)
     sim_num_gpus: float = Field(0.0, ge=0)
