@@ -341,10 +341,14 @@ class ServeConfig(_Section):
     min_image_px: int = Field(32, ge=1, description="smallest image side [px]")
     max_image_px: int = Field(4096, ge=1, description="largest image side [px]")
     max_views: int = Field(4, ge=1, le=16)
-    default_camera_radius: float = Field(2.0, gt=0, description="[m] orbit radius of the "
-                                         "cameras assumed when a request sends none")
-    default_camera_elevation_deg: float = Field(20.0, ge=-89, le=89)
-    default_camera_fov_deg: float = Field(40.0, gt=0, lt=180)
+    # Cameras assumed when a request sends none: the middle of the synthetic data's view
+    # distribution (data.view_radius_m, view_elevation_deg, view_fov_deg), aimed at a typical
+    # object centre in the simulation domain.
+    default_camera_radius: float = Field(0.8, gt=0, description="[m] orbit radius")
+    default_camera_elevation_deg: float = Field(25.0, ge=-89, le=89)
+    default_camera_fov_deg: float = Field(30.0, gt=0, lt=180)
+    default_camera_target: tuple[float, float, float] = Field((0.5, 0.25, 0.5), description=
+                                                              "[m] point the cameras look at")
     sim: MPMConfig = Field(default_factory=lambda: MPMConfig(**_SERVE_SIM),
                            description="simulation of /v1/simulate (quickstart-sized)")
     max_particles: int = Field(5000, ge=16, description="particles simulated per request")
