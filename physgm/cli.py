@@ -209,6 +209,12 @@ from learner.cli import dpo as _dpo  # noqa: E402
 
 app.command("dpo")(_dpo)
 # [serve]
+from serving.cli import bench_serve_command as _bench_serve  # noqa: E402
+from serving.cli import serve_command as _serve  # noqa: E402
+
+app.command("serve")(_serve)
+bench_app.command("serve", context_settings={"allow_extra_args": True,
+                                             "ignore_unknown_options": True})(_bench_serve)
 # [cluster]
 
 

@@ -1,0 +1,98 @@
+"""Bind, start and hot-swap the Serve application (ingress → model, simulation).
+
+    handle = start(cfg, source)              # Serve's HTTP proxy on serve.host:serve.port
+    hot_swap(cfg, new_source)                # new weights on every model replica, in place
+
+Each deployment gets a version derived from its constructor arguments, so redeploying the
+same application with a new model ``user_config`` (``hot_swap``) reconfigures the running
+model replicas instead of replacing them, and a change that needs new replicas (other
+constructor arguments, resources) still rolls them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+from ray import serve
+
+import physgm
+from physgm.config import RunConfig
+from serving.app import PhysGMIngress
+from serving.inputs import CameraDefaults, Limits
+from serving.model_deployment import ModelDeployment
+from serving.model_source import ModelSource
+from serving.security import check_bind, key_digest, resolve_api_key
+from serving.sim_deployment import SimDeployment
+
+APP_NAME = "physgm"
+
+
+def _version(name: str, *args) -> str:
+    """Deployment version: changes exactly when the code release or the constructor
+    arguments change (Serve then replaces replicas; otherwise it only reconfigures)."""
+    blob = json.dumps([name, physgm.__version__, *args], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _versioned(deployment, version: str, **options):
+    # Serve's Python API assigns a random version on every serve.run (so any redeploy would
+    # restart replicas); the pinned version makes a user_config-only change a reconfigure.
+    return deployment.options(version=version, _internal=True, **options)
+
+
+def model_user_config(cfg: RunConfig, source: ModelSource) -> dict:
+    s = cfg.serve
+    return {**source.to_user_config(), "max_batch_size": s.max_batch_size,
+            "batch_wait_timeout_s": s.batch_wait_timeout_s}
+
+
+def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None,
+              warmup: bool = True):
+    """The bound application: replicas, resources, batching and limits from ``cfg.serve``."""
+    s = cfg.serve
+    model_args = (cfg.model.model_dump(mode="json"), s.device)
+    scaling = ({"autoscaling_config": {"min_replicas": s.min_replicas,
+                                       "max_replicas": s.max_replicas,
+                                       "target_ongoing_requests": s.target_ongoing_requests}}
+               if s.autoscaling else {"num_replicas": s.replicas})
+    model = _versioned(ModelDeployment, _version("model", *model_args),
+                       ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
+                       max_ongoing_requests=s.max_ongoing_requests,
+                       user_config=model_user_config(cfg, source), **scaling
+                       ).bind(*model_args)
+    sim_args = (s.model_dump(mode="json"), warmup)
+    sim = _versioned(SimDeployment, _version("sim", *sim_args), num_replicas=s.sim_replicas,
+                     ray_actor_options={"num_cpus": s.sim_num_cpus, "num_gpus": s.sim_num_gpus}
+                     ).bind(*sim_args)
+    limits = Limits.from_config(s)
+    settings = {"limits": limits.__dict__, "cameras": CameraDefaults.from_config(s).__dict__,
+                "timeout_s": s.request_timeout_s, "api_key_digest": key_digest(api_key)}
+    return _versioned(PhysGMIngress, _version("ingress", settings),
+                      num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0}
+                      ).bind(model, sim, settings)
+
+
+def start(cfg: RunConfig, source: ModelSource, host: Optional[str] = None,
+          port: Optional[int] = None, warmup: bool = True):
+    """Start Serve's HTTP proxy (``host``/``port``, default ``cfg.serve``) and deploy; Ray
+    must be initialised. Returns the ingress handle. Raises ValueError for a non-loopback
+    host without an API key."""
+    host = host or cfg.serve.host
+    port = port or cfg.serve.port
+    api_key = resolve_api_key(cfg.serve.api_key)
+    check_bind(host, api_key)
+    serve.start(http_options={"host": host, "port": port,
+                              "request_timeout_s": cfg.serve.request_timeout_s + 30})
+    return serve.run(build_app(cfg, source, api_key, warmup), name=APP_NAME, route_prefix="/",
+                     blocking=False)
+
+
+def hot_swap(cfg: RunConfig, source: ModelSource, warmup: bool = True):
+    """Serve ``source``'s weights: redeploy the same application with only the model's
+    user_config changed, so Serve calls ``ModelDeployment.reconfigure`` on every running
+    replica (each loads the new weights beside the old and swaps; no request fails).
+    ``cfg`` must be the config the application was started with."""
+    api_key = resolve_api_key(cfg.serve.api_key)
+    return serve.run(build_app(cfg, source, api_key, warmup), name=APP_NAME, route_prefix="/",
+                     blocking=False)

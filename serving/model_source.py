@@ -1,0 +1,121 @@
+"""Where the served weights come from, and loading them (no Ray).
+
+A ``ModelSource`` is one of: a checkpoint path (``physgm.model.checkpoint.load_model``),
+an MLflow URI of a checkpoint directory (downloaded, then loaded), or a random
+initialisation with a seed (smoke tests). ``model_version`` labels the weights in every
+response: the configured label if any, else one derived from the weights' content
+(``<name>@<sha256 prefix>``), so two replicas serving the same file report the same version.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from physgm.config import ModelConfig, ServeConfig
+
+Kind = Literal["checkpoint", "mlflow", "random"]
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")   # runs:/…, models:/…, s3://…
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: Kind
+    location: Optional[str] = None   # path or MLflow URI; None for "random"
+    seed: int = 0
+    model_version: Optional[str] = None
+
+    def to_user_config(self) -> dict:
+        """The model deployment's ``user_config`` keys for this source."""
+        return {k: v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_user_config(cls, uc: dict) -> "ModelSource":
+        kind = uc.get("kind")
+        if kind not in ("checkpoint", "mlflow", "random"):
+            raise ValueError(f"model source kind must be checkpoint, mlflow or random, got {kind!r}")
+        if kind != "random" and not uc.get("location"):
+            raise ValueError(f"a {kind} model source needs a location (path or URI)")
+        return cls(kind, uc.get("location"), int(uc.get("seed", 0) or 0), uc.get("model_version"))
+
+    def describe(self) -> str:
+        return f"random init (seed {self.seed})" if self.kind == "random" else \
+            f"{self.kind} {self.location}"
+
+
+def newest_checkpoint(out_dir: str | Path) -> Optional[Path]:
+    """The newest ``<out_dir>/*/checkpoints/final`` holding a model.pt, by modification time."""
+    found = [p for p in Path(out_dir).glob("*/checkpoints/final") if (p / "model.pt").is_file()]
+    return max(found, key=lambda p: (p / "model.pt").stat().st_mtime) if found else None
+
+
+def resolve_source(cfg: ServeConfig, out_dir: str | Path = "runs") -> ModelSource:
+    """``cfg.checkpoint`` > ``cfg.model_uri`` > ``cfg.random_init`` > the newest
+    ``<out_dir>/*/checkpoints/final``. Raises FileNotFoundError saying what to pass."""
+    if cfg.checkpoint and not _URI.match(cfg.checkpoint):
+        path = Path(cfg.checkpoint)
+        target = path if path.suffix in (".pt", ".pth") else path / "model.pt"
+        if not target.is_file():
+            raise FileNotFoundError(f"no PhysGM checkpoint at {target}: pass a directory "
+                                    "holding model.pt (e.g. runs/<name>/checkpoints/final) "
+                                    "or the .pt file")
+        return ModelSource("checkpoint", str(path.resolve()), 0, cfg.model_version)
+    if cfg.checkpoint:  # a URI given as --checkpoint
+        return ModelSource("mlflow", cfg.checkpoint, 0, cfg.model_version)
+    if cfg.model_uri:
+        return ModelSource("mlflow", cfg.model_uri, 0, cfg.model_version)
+    if cfg.random_init:
+        return ModelSource("random", None, 0, cfg.model_version)
+    newest = newest_checkpoint(out_dir)
+    if newest is None:
+        raise FileNotFoundError(f"no trained model under {out_dir}/*/checkpoints/final: train "
+                                "one (physgm run), or pass --checkpoint PATH, --model-uri "
+                                "runs:/<run_id>/<path>, or --random-init for an untrained model")
+    return ModelSource("checkpoint", str(newest.resolve()), 0, cfg.model_version)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(uri: str) -> Path:
+    """A local copy of an MLflow artifact (runs:/, models:/, mlflow-artifacts:/ ...)."""
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types; the message matters
+        raise FileNotFoundError(f"cannot download the model from MLflow URI {uri!r} ({err}); "
+                                "check MLFLOW_TRACKING_URI and the run id / model name") from None
+
+
+def load_source(source: ModelSource, model_cfg: ModelConfig,
+                device: str | torch.device = "cpu"):
+    """Build the model of ``source`` in eval mode → (PhysGM, ModelConfig, model_version)."""
+    from physgm.model import PhysGM, load_model
+    from physgm.model.checkpoint import checkpoint_file
+
+    if source.kind == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(source.seed)
+            model = PhysGM(model_cfg, load_backbone=False)
+        digest = hashlib.sha256(model_cfg.model_dump_json().encode()).hexdigest()[:8]
+        version = source.model_version or f"random-init-seed{source.seed}-{digest}"
+        return model.to(device).eval(), model_cfg, version
+    path = Path(source.location) if source.kind == "checkpoint" else _download(source.location)
+    model, cfg = load_model(path, device=device)
+    if source.model_version:
+        return model, cfg, source.model_version
+    file = checkpoint_file(path)
+    name = path.stem if path.suffix in (".pt", ".pth") else \
+        (f"{path.parents[1].name}/{path.name}" if len(path.parents) > 1
+         and path.parent.name == "checkpoints" else path.name)
+    return model, cfg, f"{name}@{_sha256(file)[:12]}"
