@@ -216,6 +216,9 @@ app.command("serve")(_serve)
 bench_app.command("serve", context_settings={"allow_extra_args": True,
                                              "ignore_unknown_options": True})(_bench_serve)
 # [cluster]
+from cluster.cli import app as _cluster_app  # noqa: E402
+
+app.add_typer(_cluster_app, name="cluster")
 
 
 def main() -> None:
