@@ -63,7 +63,9 @@ class SceneDataset(torch.utils.data.Dataset):
         n_views: input views per item: an int or a (min, max) range, drawn uniformly.
         n_targets: target views per item.
         labels: "label" (the annotator's, the training signal) or "true" for
-            ``material``/``params_z``/``params_mask``; ``true_*`` are always the true ones.
+            ``material``/``params_z``/``params_mask`` (every scene of the split must have
+            it); ``true_*`` are always the true ones (−1 / all-False when a real scene has
+            none).
         seed: base of the per-item draws.
         image_size: resize views to image_size² (intrinsics rescaled); None keeps them.
 
@@ -99,9 +101,10 @@ class SceneDataset(torch.utils.data.Dataset):
             attrs = scene_attrs(root, sid)
             true = PhysParams(**attrs["true"]) if attrs.get("true") else None
             label = PhysParams(**attrs["label"]) if attrs.get("label") else None
-            if labels == "label" and label is None and true is not None:
-                raise ValueError(f"scene {sid} in {path} has no 'label' attribute: use "
-                                 "labels='true' or add labels (docs/data.md)")
+            if (label if labels == "label" else true) is None:
+                raise ValueError(f"scene {sid} in {path} has no '{labels}' attribute: use "
+                                 f"labels='{'true' if labels == 'label' else 'label'}' or add "
+                                 "labels.json to its capture (docs/data.md, 'Real data')")
             self._physics.append((physics_targets(label if labels == "label" else true),
                                   physics_targets(true)))
         self._root = None
