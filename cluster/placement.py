@@ -122,13 +122,16 @@ def role_demands(cfg, types: list[NodeType], memory_gib: dict[str, float]
 
 
 def _fits(free: dict[str, float], demand: dict[str, float]) -> bool:
-    return all(free.get(k, 0.0) + EPS >= v for k, v in demand.items() if v > 0)
+    """Memory is only checked where the node's memory is known (declared or detected)."""
+    return all(free.get(k, 0.0) + EPS >= v for k, v in demand.items()
+               if v > 0 and (k != "memory" or k in free))
 
 
 def _shortfall(t: NodeType, demand: dict[str, float]) -> str:
     short = [f"{k} {t.resources.get(k, 0.0) / (GIB if k == 'memory' else 1):g} < "
              f"{v / (GIB if k == 'memory' else 1):g}"
-             for k, v in demand.items() if v > 0 and t.resources.get(k, 0.0) + EPS < v]
+             for k, v in demand.items() if v > 0 and t.resources.get(k, 0.0) + EPS < v
+             and (k != "memory" or k in t.resources)]
     return f"{t.name}: " + ", ".join(short)
 
 
@@ -165,7 +168,8 @@ def pack_stage(stage: str, roles: list[Role], types: list[NodeType], max_workers
             slot = (fresh, dict(fresh.resources))
             nodes.append(slot)
         for k, v in role.demand.items():
-            slot[1][k] = slot[1].get(k, 0.0) - v
+            if k != "memory" or k in slot[1]:
+                slot[1][k] = slot[1].get(k, 0.0) - v
         where = plan.placed.setdefault(role.name, {})
         where[slot[0].name] = where.get(slot[0].name, 0) + 1
         plan.gpus += role.demand.get("GPU", 0.0)

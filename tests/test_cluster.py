@@ -258,3 +258,25 @@ def test_stage_costs_from_figures_and_tbd_without_them():
     assert res.exit_code == 0 and "TBD(measured)" in res.output and "jelly" in res.output
     res = cli("costs", "--step-s", "3", "--json")
     assert json.loads(res.output)["stages"][1]["gpu_h"] == pytest.approx(20000 * 3.0 * 16 / 3600)
+
+
+def test_unknown_instance_types_and_unpinned_roles(tmp_path):
+    def unknown(d):
+        d["available_node_types"]["gpu_sim"]["node_config"]["InstanceType"] = "x9.huge"
+    report = check_cluster(write_variant(tmp_path, unknown), load_config(PAPER))
+    assert report.ok()  # CPU/GPU declared; memory unknown, so not packed against
+    assert any("'x9.huge' is not in cluster/instances.py" in f.message for f in report.warnings)
+
+    def undeclared(d):
+        unknown(d)
+        del d["available_node_types"]["gpu_sim"]["resources"]["CPU"]
+    report = check_cluster(write_variant(tmp_path, undeclared), None)
+    assert any("declare resources.CPU" in f.message for f in report.errors)
+
+    def no_custom(d):
+        for nt in d["available_node_types"].values():
+            nt["resources"] = {k: v for k, v in nt["resources"].items() if k in ("CPU", "GPU")}
+    report = check_cluster(write_variant(tmp_path, no_custom), load_config(PAPER))
+    assert report.ok()
+    unpinned = {f.message.split()[0] for f in report.findings if "is not pinned" in f.message}
+    assert {"sim_actor", "learner", "reward_replica"} <= unpinned
