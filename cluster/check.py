@@ -14,6 +14,7 @@ every role of a run config fits the cluster's node types.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,11 +84,14 @@ def ray_validate(raw: dict) -> tuple[Optional[dict], list[Finding]]:
     """Ray's ``prepare_config`` + ``validate_config``: (prepared config or None, findings)."""
     import jsonschema
     import ray
+    import ray.autoscaler
     from ray.autoscaler._private.util import prepare_config, validate_config
 
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
     try:
+        jsonschema.validate(raw, schema)  # the file as written (names a missing field)
         prepared = prepare_config(copy.deepcopy(raw))
-        validate_config(prepared)
+        validate_config(prepared)  # merged with the provider's defaults, as `ray up` sees it
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         return None, [Finding("error", "schema", f"{where}: {err.message} (Ray {ray.__version__} "

@@ -30,6 +30,7 @@ class Instance:
 
 INSTANCES: dict[str, Instance] = {
     # general purpose (head node)
+    "m5.large": Instance(2, 0, 8),  # the type of Ray's own AWS defaults
     "m5.2xlarge": Instance(8, 0, 32),
     "m5.4xlarge": Instance(16, 0, 64),
     "m6i.2xlarge": Instance(8, 0, 32),

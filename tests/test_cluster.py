@@ -118,6 +118,10 @@ def test_schema_violation_fails_with_the_field(tmp_path):
     res = cli("check", str(bad))
     assert res.exit_code == 1 and "head_node_type" in res.output
 
+    bad = write_variant(tmp_path, lambda d: d.pop("provider"))
+    res = cli("check", str(bad), "--no-config")
+    assert res.exit_code == 1 and "'provider' is a required property" in res.output
+
 
 def test_role_that_fits_no_node_type_fails():
     res = cli("check", "cluster/ray_cluster.yaml", "--set", "dpo.actor_gpus=2")
