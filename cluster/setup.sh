@@ -123,7 +123,7 @@ start_mlflow() {
   MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup \
     "$VENV/bin/mlflow" server --host "$host" --port "$port" \
     --backend-store-uri "sqlite:///$ROOT/runs/mlflow.db" \
-    --artifacts-destination "$ROOT/runs/mlartifacts" >"$HOME/mlflow.log" 2>&1 &
+    --artifacts-destination "$ROOT/runs/mlartifacts" </dev/null >"$HOME/mlflow.log" 2>&1 &
   echo $! >"$pidfile"
   log "MLflow server on $host:$port (log: ~/mlflow.log)"
 }
