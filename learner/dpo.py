@@ -19,17 +19,27 @@ import ray
 from physgm.config import RunConfig
 
 
-def ensure_ray(num_cpus: Optional[int] = None) -> None:
-    """Connect to the cluster of ``RAY_ADDRESS`` or start a local one (no dashboard)."""
+def cpus_needed(cfg: RunConfig) -> float:
+    """Logical CPUs the DPO roles reserve: actors, learner, reward replicas."""
+    return (cfg.dpo.n_actors * cfg.dpo.actor_cpus + 1.0
+            + cfg.reward.replicas * cfg.reward.num_cpus)
+
+
+def ensure_ray(cfg: Optional[RunConfig] = None) -> None:
+    """Connect to the cluster of ``RAY_ADDRESS`` or start a local one (no dashboard).
+
+    Locally the logical CPU count is at least what the roles reserve, so that a 2-core
+    machine can host 2 actors + learner + reward (they take turns on the cores)."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False)
+        return
+    cpus = max(os.cpu_count() or 1, int(cpus_needed(cfg) + 0.999) if cfg else 0)
+    # address="local": always a fresh local instance, never a stray cluster on this host
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
 
 
 def pretrained_path(cfg: RunConfig, checkpoint: Optional[str]) -> Path:
@@ -58,7 +68,7 @@ def setup(cfg: RunConfig, checkpoint: Optional[str]):
                            cache=cfg.run_dir / "dpo" / "tokens.pt")
     use_gpu = cfg.dpo.learner_gpus > 0
     learner = ray.remote(LearnerCore).options(
-        num_cpus=1, num_gpus=cfg.dpo.learner_gpus, name="physgm-dpo-learner").remote(
+        num_cpus=1, num_gpus=cfg.dpo.learner_gpus).remote(
         model.physics_head.state_dict(), model_cfg, cfg.dpo, tokens, cfg.dpo.seed, use_gpu)
     return SimpleNamespace(model=model, model_cfg=model_cfg, scene_ids=scene_ids,
                            eval_ids=eval_ids, tokens=tokens, tokens_ref=ray.put(tokens),
@@ -75,7 +85,7 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
     from physgm.model import save_model
     from pretrain.tracking import start_run
 
-    ensure_ray()
+    ensure_ray(cfg)
     t0 = time.perf_counter()
     state = load_state(cfg.run_dir) if resume else DPOState()
     env = setup(cfg, checkpoint)
@@ -95,6 +105,7 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
         finally:
             orch.shutdown()
         env.model.physics_head.load_state_dict(ray.get(env.learner.weights.remote()))
+        _release(env)
         out = save_model(dpo_checkpoint_path(cfg), env.model, cfg,
                          extra={"stage": "dpo", "step": state.step, "version": state.version})
         elapsed = time.perf_counter() - t0
@@ -110,6 +121,14 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
                    "last_metrics": getattr(orch, "last_metrics", {})}
         mlflow.log_dict(summary, "dpo_summary.json")
     return summary
+
+
+def _release(env) -> None:
+    """Free the learner and the reward service (the Ray instance may host Serve next)."""
+    from ray import serve
+
+    ray.kill(env.learner, no_restart=True)
+    serve.delete("reward")
 
 
 def _progress(cfg: RunConfig, show: bool, extra: Optional[Callable]):

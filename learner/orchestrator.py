@@ -13,6 +13,7 @@ are checkpointed together every ``dpo.checkpoint_every`` steps and on Ctrl-C;
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Callable, Optional
@@ -50,8 +51,9 @@ class Orchestrator:
         self.cfg, self.setup, self.state, self.tracker, self.on_step = cfg, setup, state, tracker, on_step
         self.learner = setup.learner
         self.queue = Queue(maxsize=cfg.dpo.queue_size)
+        nonce = uuid.uuid4().hex[:6]  # names stay unique when runs follow each other
         self.actors = [
-            SimActor.options(name=f"physgm-sim-actor-{i}", max_restarts=cfg.dpo.max_restarts,
+            SimActor.options(name=f"physgm-sim-actor-{i}-{nonce}", max_restarts=cfg.dpo.max_restarts,
                              max_task_retries=0, num_cpus=cfg.dpo.actor_cpus,
                              num_gpus=cfg.dpo.actor_gpus, lifetime=None)
             .remote(cfg, setup.model_cfg, setup.tokens_ref, setup.reward_handle, f"actor-{i}")
