@@ -26,6 +26,10 @@ from serving.security import check_bind, key_digest, resolve_api_key
 from serving.sim_deployment import SimDeployment
 
 APP_NAME = "physgm"
+# the ServeConfig fields the simulation replicas use: changing any other one (batching,
+# limits...) leaves them running
+SIM_FIELDS = {"sim", "max_particles", "fill_interior", "min_opacity", "object_size",
+              "drop_height", "video_size", "video_fps"}
 
 
 def _version(name: str, *args) -> str:
@@ -61,7 +65,7 @@ def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None
                        max_ongoing_requests=s.max_ongoing_requests,
                        user_config=model_user_config(cfg, source), **scaling
                        ).bind(*model_args)
-    sim_args = (s.model_dump(mode="json"), warmup)
+    sim_args = (s.model_dump(mode="json", include=SIM_FIELDS), warmup)
     sim = _versioned(SimDeployment, _version("sim", *sim_args), num_replicas=s.sim_replicas,
                      ray_actor_options={"num_cpus": s.sim_num_cpus, "num_gpus": s.sim_num_gpus}
                      ).bind(*sim_args)
