@@ -18,5 +18,5 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "run as root (or install sudo) to apt-get install chromium" >&2; exit 1; fi
 fi
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
 /usr/bin/chromium --version
