@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Union
 import torch
 from torch.utils.data import DataLoader
 
-from physgm.config import RunConfig
+from physgm.config import ModelConfig, RunConfig
 from physgm.model import load_model
 from pretrain.loader import collate_fn, open_scenes
 from pretrain.validate import validate
@@ -24,11 +24,14 @@ PHYSICS_METRICS = ("material_acc", "E_mae_log10", "nu_mae")
 
 
 def held_out_batches(cfg: RunConfig, data: Union[str, Path, None] = None, split: str = "test",
-                     views: Optional[int] = None, batch_size: Optional[int] = None) -> DataLoader:
+                     views: Optional[int] = None, batch_size: Optional[int] = None,
+                     image_size: Optional[int] = None) -> DataLoader:
     """Deterministic batches of one split: ``views`` input views per scene (default
-    ``pretrain.val_views``), ``pretrain.n_targets`` target views, in store order."""
+    ``pretrain.val_views``), ``pretrain.n_targets`` target views, in store order, resized
+    to ``image_size`` (default ``model.image_size``)."""
     v = views or cfg.pretrain.val_views
-    ds = open_scenes(data or cfg.data.path, split, (v, v), cfg.pretrain.n_targets, cfg.seed)
+    ds = open_scenes(data or cfg.data.path, split, (v, v), cfg.pretrain.n_targets, cfg.seed,
+                     image_size=image_size or cfg.model.image_size)
     return DataLoader(ds, batch_size=batch_size or cfg.pretrain.batch_size, shuffle=False,
                       collate_fn=collate_fn())
 
@@ -45,7 +48,9 @@ def evaluate_models(models: Mapping[str, torch.nn.Module], cfg: RunConfig,
                   tile_size=cfg.render.tile_size)
     out: dict = {"split": split}
     for name, model in models.items():
-        batches = held_out_batches(cfg, data, split, views)
+        size = model.cfg.image_size if isinstance(getattr(model, "cfg", None), ModelConfig) \
+            else None
+        batches = held_out_batches(cfg, data, split, views, image_size=size)
         result = validate(model.to(device), batches, device, None, **render,
                           max_scenes=max_scenes, loss_weights=cfg.pretrain.loss_weights)
         out["annotator"] = result.pop("annotator")

@@ -64,9 +64,9 @@ def stream(dataset, batches: ShardedBatches, epoch: int = 0, index: int = 0,
 
 
 def open_scenes(path: str | Path, split: str, n_views: tuple[int, int], n_targets: int,
-                seed: int, labels: str = "label"):
-    """``physgm.data.dataset.SceneDataset`` with a message that says what to run when the
-    store is missing."""
+                seed: int, labels: str = "label", image_size: Optional[int] = None):
+    """``physgm.data.dataset.SceneDataset`` (views resized to ``image_size``², the model's
+    input size) with a message that says what to run when the store is missing."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no scene store at {path}: create one with `physgm data synth "
@@ -74,7 +74,7 @@ def open_scenes(path: str | Path, split: str, n_views: tuple[int, int], n_target
     from physgm.data.dataset import SceneDataset
 
     ds = SceneDataset(str(path), split=split, n_views=tuple(n_views), n_targets=n_targets,
-                      labels=labels, seed=seed)
+                      labels=labels, seed=seed, image_size=image_size)
     if len(ds) == 0:
         raise ValueError(f"split '{split}' of {path} has no scenes; synthesise more scenes or "
                          "change data.val_fraction / data.test_fraction")

@@ -120,13 +120,34 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
         images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
     out = model(images, plucker)
     rgb, alpha = render_targets(out.gaussians, batch, background, backend, tile_size)
-    physics = out.physics
-    if compute_dtype is not None:
-        physics = type(physics)(logits=physics.logits.float(), mu=physics.mu.float(),
-                                log_var=physics.log_var.float())
+    physics, material, z, z_mask = _labelled(out.physics, batch)
     terms = physgm_losses(
-        physics=physics, material=batch["material"], z=batch["params_z"],
-        z_mask=batch["params_mask"],
+        physics=physics, material=material, z=z, z_mask=z_mask,
         rgb=rgb, target_rgb=batch["target_images"].permute(0, 1, 3, 4, 2),
         alpha=alpha, target_mask=batch["target_alpha"][:, :, 0], weights=loss_weights)
-    return StepOutput(loss=terms["total"], terms=terms, rgb=rgb, alpha=alpha, out=out)
+    loss = terms["total"] + 0.0 * _touch(out)
+    return StepOutput(loss=loss, terms=terms, rgb=rgb, alpha=alpha, out=out)
+
+
+def _touch(out: PhysGMOutput) -> torch.Tensor:
+    """Σ of every head output, to be weighted by 0: each parameter gets a gradient (zero if
+    unused) in every step. Without it a batch whose Gaussians all fall outside the target
+    views, or that has no labels, leaves a head without gradients on one worker only, and
+    ZeRO's gradient buckets then differ between workers (a collective size mismatch)."""
+    pix, phys = out.gaussians, out.physics
+    parts = [getattr(pix, f.name).float().sum() for f in fields(pix)]
+    parts += [phys.logits.float().sum(), phys.mu.float().sum(), phys.log_var.float().sum()]
+    return torch.stack(parts).sum()
+
+
+def _labelled(physics, batch):
+    """The physics outputs (fp32) and labels of the scenes that have a label (material ≥ 0;
+    real captures may have none): (physics, material, z, z_mask), or four Nones."""
+    keep = batch["material"] >= 0
+    if not bool(keep.any()):
+        return None, None, None, None
+    idx = keep.nonzero().squeeze(1)
+    physics = type(physics)(logits=physics.logits[idx].float(), mu=physics.mu[idx].float(),
+                            log_var=physics.log_var[idx].float())
+    return (physics, batch["material"][idx], batch["params_z"][idx],
+            batch["params_mask"][idx])

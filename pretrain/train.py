@@ -49,15 +49,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_info() -> tuple[int, int, bool]:
-    """(rank, world size, inside Ray Train)."""
-    try:
-        import ray.train
-
-        ctx = ray.train.get_context()
-        return ctx.get_world_rank(), ctx.get_world_size(), True
-    except (ImportError, RuntimeError, AttributeError, ValueError):
-        return 0, 1, False
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group (DeepSpeed's, or Ray Train's)."""
+    d = torch.distributed
+    return (d.get_rank(), d.get_world_size()) if d.is_initialized() else (0, 1)
 
 
 class WindowMeans:
@@ -110,11 +105,11 @@ def _progress_bar(total: int, start: int, in_ray: bool):
 def train_worker(config: dict) -> dict:
     """Ray Train's ``train_loop_per_worker``; alone it is a one-worker run. ``config``:
     ``cfg`` (RunConfig as a dict), ``run_id`` (MLflow), ``resume_from`` (checkpoint or
-    None), ``progress`` (bool), ``stop_at`` (optional step after which this invocation
+    None), ``progress`` (bool), ``in_ray`` (bool: a Ray Train worker), ``stop_at`` (optional step after which this invocation
     checkpoints and stops, to resume later). Returns the latest metrics (rank 0; {} else)."""
     cfg = RunConfig.model_validate(config["cfg"])
     p = cfg.pretrain
-    rank, world, in_ray = _worker_info()
+    in_ray = bool(config.get("in_ray"))
     torch.set_num_threads(max(1, int(p.cpus_per_worker)))
     seed_everything(cfg.seed)
     render = dict(background=tuple(cfg.render.background), backend=cfg.render.backend,
@@ -122,6 +117,7 @@ def train_worker(config: dict) -> dict:
 
     # 1. model and DeepSpeed engine (same initial weights everywhere: same seed)
     engine = build_engine(PhysGM(cfg.model), p)
+    rank, world = _rank_and_world()
     state = TrainState(world_size=world, mlflow_run_id=config.get("run_id"))
     if config.get("resume_from"):
         state = load_checkpoint(config["resume_from"], engine)
@@ -130,13 +126,14 @@ def train_worker(config: dict) -> dict:
         seed_everything(cfg.seed + 1009 * rank)     # per-worker randomness from here on
 
     # 2. data: this worker's shard of the training scenes, ANNOTATOR labels only
-    train_set = open_scenes(cfg.data.path, "train", p.views, p.n_targets, cfg.seed, "label")
+    size = cfg.model.image_size
+    train_set = open_scenes(cfg.data.path, "train", p.views, p.n_targets, cfg.seed, "label", size)
     order = ShardedBatches(len(train_set), p.batch_size, rank, world, cfg.seed)
     batches = stream(train_set, order, state.epoch, state.index, collate_fn(), p.loader_workers)
     # ZeRO-3 gathers weights in every forward, so then every rank must run validation
     validator = rank == 0 or p.zero_stage == 3
     val_set = open_scenes(cfg.data.path, "val", (p.val_views, p.val_views), p.n_targets,
-                          cfg.seed, "label") if validator else None
+                          cfg.seed, "label", size) if validator else None
     stop_at = min(p.steps, config.get("stop_at") or p.steps)
     run_id = state.mlflow_run_id if rank == 0 else None
     bar = _progress_bar(p.steps, state.step, in_ray) if rank == 0 and config.get("progress") \
@@ -247,7 +244,7 @@ def run_pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False,
               "resume_from": str(resume_from) if resume_from else None, "progress": progress}
     status = "FAILED"
     try:
-        metrics = _fit_ray(cfg, config) if use_ray else _fit_local(config)
+        metrics = _fit_ray(cfg, {**config, "in_ray": True}) if use_ray else _fit_local(config)
         latest = latest_checkpoint(checkpoint_root(cfg))
         state = read_state(latest)
         done = state.step >= cfg.pretrain.steps

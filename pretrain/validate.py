@@ -104,12 +104,15 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
             ours["psnr"].append(psnr(out.rgb.flatten(0, 1), target.flatten(0, 1)).cpu().numpy())
             losses.append(float(out.loss))
             mat, z = _float_mode(out.out.physics)
-            truth = (batch["true_material"], batch["true_params_z"])
-            for k, v in physics_errors(mat, z, *truth).items():
+            known = batch["true_material"] >= 0            # real scenes may lack the truth
+            truth = (batch["true_material"][known], batch["true_params_z"][known])
+            for k, v in physics_errors(mat[known], z[known], *truth).items():
                 ours[k].append(v)
-            for k, v in physics_errors(batch["material"], batch["params_z"], *truth,
-                                       pred_mask=batch["params_mask"]).items():
-                annot[k].append(v)
+            labelled = batch["material"][known] >= 0
+            for k, v in physics_errors(batch["material"][known].clamp_min(0),
+                                       batch["params_z"][known], *truth,
+                                       pred_mask=batch["params_mask"][known]).items():
+                annot[k].append(v[labelled.cpu().numpy()])
             n += int(batch["images"].shape[0])
             if max_scenes and n >= max_scenes:
                 break
