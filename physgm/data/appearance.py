@@ -1,14 +1,16 @@
 """Material-correlated appearance of synthetic objects: a colour and opacity per Gaussian.
 
-Each material has a palette, a shading style and a texture, roughly as in the world:
+Each material has a palette (HSV ranges of its base colour, an opacity range), a shading
+style and a texture, roughly as in the world:
 
-| material   | base colour (HSV)                         | opacity   | look                                   |
-|------------|-------------------------------------------|-----------|----------------------------------------|
-| metal      | grey to bluish: s 0–0.25, v 0.45–0.85     | 0.95–1    | strong shading + specular highlight, brushed stripes |
-| jelly      | any hue, saturated: s 0.55–1, v 0.6–1     | 0.3–0.65  | soft shading, gloss                    |
-| plasticine | any hue: s 0.45–0.9, v 0.45–0.85          | 0.8–1     | matte, low-frequency kneading noise    |
-| sand       | beige/brown: h 0.05–0.13, s 0.25–0.6      | 0.95–1    | strong per-grain noise                 |
-| snow       | white/light blue: s 0–0.15, v 0.82–1      | 0.85–1    | soft, slight sparkle noise             |
+- metal: grey to bluish (s 0–0.25, v 0.45–0.85), opaque; strong shading, a specular
+  highlight and brushed stripes (high contrast);
+- jelly: any hue, saturated (s 0.55–1, v 0.6–1), translucent (opacity 0.3–0.65); soft
+  shading and gloss;
+- plasticine: any hue (s 0.45–0.9, v 0.45–0.85), opacity 0.8–1; matte, low-frequency
+  kneading noise;
+- sand: beige/brown (h 0.05–0.13, s 0.25–0.6), opaque; strong per-grain noise, finer splats;
+- snow: white to light blue (s 0–0.15, v 0.82–1), opacity 0.85–1; soft, slight sparkle.
 
 The ranges overlap on purpose (light metal vs snow, translucent plasticine vs jelly, brown
 plasticine vs sand), and with probability ``mix_probability`` a scene uses another random

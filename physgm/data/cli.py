@@ -64,7 +64,8 @@ def synth(
 def show(
     scene: Annotated[str, typer.Argument(help="scene id (see `physgm data list`)")],
     data: DataOpt = None,
-    out: Annotated[Path, typer.Option(help="folder for <id>_sheet.png and <id>_video.mp4")] = Path("."),
+    out: Annotated[Path, typer.Option(help="folder for <id>_sheet.png and <id>_video.mp4")
+                   ] = Path("."),
     config: ConfigOpt = None, set_: SetOpt = None,
 ) -> None:
     """Write a contact sheet (input views + video frames + physics) and the GT video."""

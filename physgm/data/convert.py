@@ -113,8 +113,8 @@ def _params(d, where: str) -> Optional[PhysParams]:
     if d is None:
         return None
     if not isinstance(d, dict):
-        raise ConvertError(f"{where}: must be a mapping like {{\"material\": \"jelly\", \"E\": 1e5, "
-                           "\"nu\": 0.3}}")
+        raise ConvertError(f"{where}: must be a mapping like {{\"material\": \"jelly\", "
+                           "\"E\": 1e5, \"nu\": 0.3}}")
     try:
         return PhysParams(**d)
     except ValidationError as err:

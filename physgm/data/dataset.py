@@ -26,8 +26,8 @@ ViewRange = Union[int, tuple[int, int], list]
 def _view_range(n_views: ViewRange) -> tuple[int, int]:
     lo, hi = (n_views, n_views) if isinstance(n_views, int) else tuple(n_views)
     if not 1 <= lo <= hi:
-        raise ValueError(f"n_views must be an int ≥ 1 or a (min, max) range with 1 ≤ min ≤ max, "
-                         f"got {n_views!r}")
+        raise ValueError(f"n_views must be an int ≥ 1 or a (min, max) range with "
+                         f"1 ≤ min ≤ max, got {n_views!r}")
     return int(lo), int(hi)
 
 
@@ -86,7 +86,8 @@ class SceneDataset(torch.utils.data.Dataset):
         if n_targets < 1:
             raise ValueError(f"n_targets must be ≥ 1, got {n_targets}")
         self.path, self.split, self.labels, self.seed = str(path), split, labels, int(seed)
-        self.n_views, self.n_targets, self.image_size = _view_range(n_views), int(n_targets), image_size
+        self.n_views, self.n_targets = _view_range(n_views), int(n_targets)
+        self.image_size = image_size
         self.epoch = 0
         root = open_store(path, "r")
         if split == "all":

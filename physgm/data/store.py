@@ -86,7 +86,8 @@ class Scene:
                   ("alpha", self.alpha, (v, h, w), np.uint8),
                   ("video_alpha", self.video_alpha, (t, th, tw), np.uint8)]
         n = -1 if self.particles is None else len(self.particles)
-        checks += [("particles", self.particles, (n, 3), None), ("volumes", self.volumes, (n,), None)]
+        checks += [("particles", self.particles, (n, 3), None),
+                   ("volumes", self.volumes, (n,), None)]
         if self.gaussians is not None:
             gshape = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,),
                       "colors": (n, 3)}
