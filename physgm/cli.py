@@ -172,19 +172,30 @@ def bench_pretrain(ctx: typer.Context) -> None:
 
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
+        redo: Annotated[Optional[list[str]], typer.Option(
+            help="stage to run again even if finished: data, pretrain, dpo, eval, serve")] = None,
         json_: JsonOpt = False) -> None:
-    """Run the main job on this machine (all output under runs/<name>/)."""
-    from physgm.sim.report import material_table
+    """Run the whole pipeline on this machine: synth data → pretrain → DPO → eval table
+    (w/o vs w/ DPO) → Ray Serve → one prediction. Output under runs/<name>/; a second run
+    reuses finished stages and resumes an interrupted one."""
+    from learner.pipeline import STAGES, run_pipeline
 
     cfg = get_config(config, set_)
-    rows = material_table(cfg, show=not json_)
-    out = cfg.run_dir / "materials.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
+    bad = [s for s in (redo or []) if s not in STAGES]
+    if bad:
+        fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
+    say = (lambda *a, **k: None) if json_ else (lambda msg, transient=False: typer.echo(msg))
+    results = run_pipeline(cfg, say=say, redo=tuple(redo or ()))
     if json_:
-        typer.echo(json.dumps({"materials": rows}))
-    else:
-        typer.echo(f"table written to {out}")
+        typer.echo(json.dumps(results, default=str))
+        return
+    from pretrain.tracking import tracking_uri
+
+    typer.echo(f"\nall stages done in {results['wall_s']:.0f} s; outputs under {cfg.run_dir}/")
+    typer.echo(f"  MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg)} "
+               "--host 127.0.0.1   (then open http://127.0.0.1:5000)")
+    typer.echo(f"  demo page:  physgm serve --checkpoint {cfg.run_dir}/checkpoints/dpo   "
+               f"(then open http://127.0.0.1:{cfg.serve.port}/)")
 
 
 # ---- stage commands: each stage module owns its Typer command(s) and keeps heavy imports

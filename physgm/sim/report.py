@@ -1,5 +1,5 @@
-"""Human-facing helpers around ``simulate``: a progress bar, the five-material table of
-``physgm run``, and a quick particle video for ``physgm simulate --out video.mp4``."""
+"""Human-facing helpers around ``simulate``: a progress bar, a drop test with its figures,
+and a quick particle video for ``physgm simulate --out video.mp4``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from physgm.config import MPMConfig, RunConfig
-from physgm.materials import MATERIALS, PhysParams
+from physgm.materials import PhysParams
 from physgm.sim.shapes import sample_shape
 from physgm.sim.solver import SimResult, simulate
 
@@ -48,25 +48,6 @@ def drop_test(params: PhysParams, cfg: MPMConfig, shape: str = "cube", size: flo
         "wall_s": round(r.wall_s, 2),
         "Mpss": round(r.particle_substeps / max(r.wall_s, 1e-9) / 1e6, 2),
     }
-
-
-def material_table(cfg: RunConfig, show: bool = True) -> list[dict]:
-    """Drop a cube of each of the five materials (default parameters) and tabulate."""
-    rows = []
-    for material in MATERIALS:
-        _, row = drop_test(PhysParams.default(material), cfg.sim, show=show)
-        rows.append(row)
-    if show:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"Five materials dropped on the floor ({cfg.sim.grid_res}³ grid)")
-        for col in rows[0]:
-            table.add_column(col)
-        for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
-        Console().print(table)
-    return rows
 
 
 def write_particle_video(path: Path, result: SimResult, cfg: RunConfig) -> Path:

@@ -1,0 +1,139 @@
+"""``physgm run``: the whole pipeline on one machine, stage by stage.
+
+    synth data → pretrain (DeepSpeed on Ray Train) → DPO (actors, reward, learner)
+    → eval table (w/o vs w/ DPO) → Ray Serve up → one prediction → how to look further
+
+Everything goes under ``runs/<name>/``. Each finished stage leaves
+``runs/<name>/stages/<stage>.json`` (its summary); a second ``physgm run`` skips finished
+stages and resumes an interrupted one (pretraining and DPO from their checkpoints). One
+MLflow parent run per ``physgm run``; each stage is a nested run under it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from physgm.config import RunConfig
+
+STAGES = ("data", "pretrain", "dpo", "eval", "serve")
+
+
+def _stage_file(cfg: RunConfig, stage: str) -> Path:
+    return cfg.run_dir / "stages" / f"{stage}.json"
+
+
+def _done(cfg: RunConfig, stage: str) -> dict | None:
+    path = _stage_file(cfg, stage)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _finish(cfg: RunConfig, stage: str, summary: dict) -> dict:
+    path = _stage_file(cfg, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(path)
+    return summary
+
+
+def parent_run(cfg: RunConfig) -> str:
+    """The MLflow parent run of this pipeline (created once, reused by a second run)."""
+    from pretrain import tracking
+
+    marker = cfg.run_dir / "stages" / "mlflow_parent.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())["run_id"]
+    client = tracking.client(cfg)
+    run = client.create_run(tracking.experiment_id(cfg), run_name=f"{cfg.name}/run",
+                            tags={tracking.STAGE_TAG: "run", tracking.NAME_TAG: cfg.name})
+    tracking.log_config(run.info.run_id, cfg)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"run_id": run.info.run_id}))
+    return run.info.run_id
+
+
+def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    from physgm.data.build import synthesize
+
+    report = synthesize(cfg.data.path, cfg,
+                        on_progress=lambda d, t: say(f"  scenes {d}/{t}", transient=True))
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} scenes failed: {report.failed}")
+    return report.summary()
+
+
+def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    from pretrain.train import run_pretrain
+
+    return run_pretrain(cfg, resume=True, parent_run_id=parent)
+
+
+def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    from learner.dpo import run_dpo
+    from learner.state import checkpoint_dir
+
+    resume = (checkpoint_dir(cfg.run_dir) / "state.pkl").is_file()
+    if resume:
+        say("  resuming DPO from its checkpoint")
+    summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
+    summary.pop("coverage", None)
+    return summary
+
+
+def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    from learner.dpo import dpo_checkpoint_path, pretrained_path
+    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from pretrain import tracking
+
+    summary, rows = run_comparison(cfg, str(pretrained_path(cfg, None)),
+                                   str(dpo_checkpoint_path(cfg)))
+    table = format_table(summary)
+    say(table)
+    with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
+        import mlflow
+
+        mlflow.log_metrics(mlflow_metrics(summary))
+        mlflow.log_text(table, "eval_table.txt")
+        mlflow.log_dict({"summary": summary, "scenes": rows}, "eval_scenes.json")
+    (cfg.run_dir / "eval_table.txt").write_text(table + "\n")
+    return {"summary": summary, "table": table, "mlflow_run_id": run.info.run_id}
+
+
+def stage_serve(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    from learner.serve_check import serve_and_predict
+
+    return serve_and_predict(cfg, say)
+
+
+RUNNERS = {"data": stage_data, "pretrain": stage_pretrain, "dpo": stage_dpo,
+           "eval": stage_eval, "serve": stage_serve}
+
+
+def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = ()) -> dict:
+    """Run every stage not finished yet (or in ``redo``); returns {stage: summary}."""
+    from learner.dpo import ensure_ray
+
+    t0 = time.perf_counter()
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_ray(cfg)
+    parent = parent_run(cfg)
+    results = {}
+    for i, stage in enumerate(STAGES, 1):
+        done = _done(cfg, stage)
+        if done is not None and stage not in redo:
+            say(f"[{i}/{len(STAGES)}] {stage}: done earlier, reused ({_stage_file(cfg, stage)})")
+            results[stage] = done
+            continue
+        say(f"[{i}/{len(STAGES)}] {stage} …")
+        start = time.perf_counter()
+        summary = RUNNERS[stage](cfg, parent, say)
+        summary["stage_wall_s"] = round(time.perf_counter() - start, 1)
+        results[stage] = _finish(cfg, stage, summary)
+        say(f"[{i}/{len(STAGES)}] {stage}: done in {summary['stage_wall_s']:.0f} s")
+    from pretrain import tracking
+
+    tracking.end_run(cfg, parent)
+    results["wall_s"] = round(time.perf_counter() - t0, 1)
+    return results
