@@ -97,11 +97,11 @@ class ObjectSpec:
         f = np.maximum(1.0 + self.taper * v[:, 1], _MIN_TAPER_FACTOR)
         return np.stack([v[:, 0] / f, v[:, 1], v[:, 2] / f], 1)
 
-    def unit_extent(self, step: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    def unit_extent(self, samples: int = 48) -> tuple[np.ndarray, np.ndarray]:
         """(low (3,), high (3,)) of the deformed, rotated union before scaling, from a
-        lattice of step ``step`` in the unit frame."""
+        lattice of ``samples`` points per axis over the unit frame's bounding ball."""
         b = self.bound()
-        axis = np.arange(-b, b + step / 2, step)
+        axis = np.linspace(-b, b, samples)
         u = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
         w = self.forward(u[self.inside_unit(u)])
         if len(w) == 0:
