@@ -4,14 +4,16 @@
    once with batching on (``serve.max_batch_size``) and once off (max_batch_size 1, applied
    to the running replica through its user_config), same replica, same run: p50/p95
    latency [ms] and requests/s.
-2. ``POST /v1/simulate`` for each ``--sim-sizes`` entry GRID:FRAMES:PARTICLES:VIEWS (the
-   quickstart object, and a larger one): client wall time and the server's split (model,
-   prepare, simulate, render, encode).
+2. ``POST /v1/simulate`` for each ``--sim-sizes`` entry GRID:FRAMES:PARTICLES:VIEWS:IMAGE
+   (grid cells per axis, frames, particle budget, input views, model image size [px]; the
+   quickstart object, and a larger one): client wall time and the server's split (prepare,
+   simulate, render, encode). Per-pixel Gaussians bound the object: VIEWS·IMAGE² times
+   the foreground fraction (about 0.3 here).
 
 The client runs on the same machine as the server (it shares the cores). One JSON line:
 
     python benchmarks/bench_serve.py [--requests 200] [--concurrency 16]
-        [--sim-sizes 32:16:5000:2,64:25:20000:4] [--no-sim]
+        [--sim-sizes 32:16:5000:2:64,64:25:40000:4:128] [--no-sim]
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-DEFAULT_SIM = ((32, 16, 5000, 2), (64, 25, 20000, 4))
+DEFAULT_SIM = ((32, 16, 5000, 2, 64), (64, 25, 40000, 4, 128))
 
 
 def _log(msg: str) -> None:
@@ -133,11 +135,12 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
             predict[label]["mean_batch"] = _mean_batch(before, _batch_stats())
         result["predict"] = predict
         sims = []
-        for grid, frames, particles, n_views in sim_sizes:
-            cfg_s = build_config({"serve": {**base["serve"], "max_particles": particles,
+        for grid, frames, particles, n_views, image in sim_sizes:
+            cfg_s = build_config({"model": {"image_size": image},
+                                  "serve": {**base["serve"], "max_particles": particles,
                                             "sim": {"grid_res": grid, "n_frames": frames}}})
             _log(f"simulate: grid {grid}³, {frames} frames, ≤{particles} particles, "
-                 f"{n_views} views …")
+                 f"{n_views} views of {image}² …")
             hot_swap(cfg_s, source)          # new sim settings: new simulation replica
             runs = []
             for _ in range(sim_repeats):
@@ -149,7 +152,8 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
                 runs.append((wall, r))
             wall, r = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
             sims.append({"grid": grid, "frames": frames, "max_particles": particles,
-                         "views": n_views, "particles": int(r.headers["X-Sim-Particles"]),
+                         "views": n_views, "image_px": image,
+                         "particles": int(r.headers["X-Sim-Particles"]),
                          "status": r.headers["X-Sim-Status"], "wall_s": round(wall, 2),
                          "server_s": json.loads(r.headers["X-Sim-Timings"]),
                          "video_kb": round(len(r.content) / 1024, 1)})
@@ -160,14 +164,15 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
     return result
 
 
-def _parse_sim(text: str) -> list[tuple[int, int, int, int]]:
+def _parse_sim(text: str) -> list[tuple[int, int, int, int, int]]:
     try:
         out = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
-        assert all(len(t) == 4 for t in out)
+        if not all(len(t) == 5 for t in out):
+            raise ValueError
         return out
-    except (ValueError, AssertionError):
-        raise SystemExit("--sim-sizes expects GRID:FRAMES:PARTICLES:VIEWS[,...] such as "
-                         f"32:16:5000:2, got {text!r}") from None
+    except ValueError:
+        raise SystemExit("--sim-sizes expects GRID:FRAMES:PARTICLES:VIEWS:IMAGE[,...] such as "
+                         f"32:16:5000:2:64, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

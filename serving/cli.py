@@ -82,7 +82,7 @@ def serve_command(
 def bench_serve_command(ctx: typer.Context) -> None:
     """/v1/predict p50/p95 latency and requests/s with batching on and off, /v1/simulate time
     (quickstart and a larger object). Options: --requests N --concurrency N --sim-sizes
-    32:16:5000,64:25:20000 --no-sim --json."""
+    32:16:5000:2:64,64:25:40000:4:128 --no-sim --json."""
     from physgm.cli import run_benchmark
 
     run_benchmark("serve", list(ctx.args))
