@@ -13,15 +13,10 @@ from physgm.config import MPMConfig, RunConfig
 from physgm.gaussians import Gaussians
 
 
-def _sim_config(base: MPMConfig, attrs: dict) -> MPMConfig:
-    """The scene's own simulation settings (grid, domain, frame rate, walls) over ``base``."""
-    keys = ("grid_res", "domain_size", "frame_dt", "boundary", "friction", "gravity")
-    return base.model_copy(update={k: attrs[k] for k in keys if k in attrs})
-
-
 def load_rollout_scene(cfg: RunConfig, scene_id: str, sim_cfg: MPMConfig | None = None
                        ) -> RolloutScene:
     """Read what an actor needs to re-simulate ``scene_id`` with other parameters."""
+    from physgm.data.dataset import scene_mpm_config
     from physgm.data.store import open_store, read_scene
 
     scene = read_scene(open_store(cfg.data.path, "r"), scene_id)
@@ -37,7 +32,7 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, sim_cfg: MPMConfig | None 
     return RolloutScene(
         scene_id=scene_id, particles=np.asarray(scene.particles, np.float32),
         volumes=np.asarray(scene.volumes, np.float64), gaussians=Gaussians(**g), camera=camera,
-        reference=scene.video, sim=_sim_config(sim_cfg or cfg.sim, scene.sim), velocity=velocity,
+        reference=scene.video, sim=scene_mpm_config(scene.sim, sim_cfg or cfg.sim), velocity=velocity,
         reference_alpha=scene.video_alpha, true=scene.true)
 
 

@@ -170,6 +170,13 @@ def bench_pretrain(ctx: typer.Context) -> None:
     run_benchmark("pretrain", list(ctx.args))
 
 
+@bench_app.command("data", context_settings={"allow_extra_args": True,
+                                             "ignore_unknown_options": True})
+def bench_data(ctx: typer.Context) -> None:
+    """Scenes per minute of `physgm data synth` per worker count (one JSON line)."""
+    run_benchmark("data", list(ctx.args))
+
+
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         redo: Annotated[Optional[list[str]], typer.Option(

@@ -40,7 +40,7 @@ MATERIALS: tuple[Material, ...] = tuple(Material)
 PARAM_RANGES: dict[Material, dict[str, tuple[float, float]]] = {
     Material.jelly: {"E": (1e4, 1e6), "nu": (0.2, 0.45), "density": (500.0, 2000.0)},
     Material.metal: {"E": (1e5, 1e7), "nu": (0.25, 0.4), "density": (2000.0, 8000.0),
-                     "yield_stress": (1e3, 1e5)},
+                     "yield_stress": (1e4, 1e6)},  # below ~1e4 Pa a metal flows like dough
     Material.plasticine: {"E": (1e4, 1e6), "nu": (0.3, 0.45), "density": (500.0, 2000.0),
                           "yield_stress": (1e2, 1e4), "hardening": (-0.5, 5.0)},
     Material.sand: {"E": (1e4, 1e6), "nu": (0.2, 0.4), "density": (1200.0, 2500.0),

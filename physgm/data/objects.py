@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from physgm.sim.shapes import _INSIDE, SHAPES
+from physgm.sim.shapes import SHAPES, inside
 
 # Taper keeps 1 + taper·y ≥ this on the object (no inverted or collapsed slices).
 _MIN_TAPER_FACTOR = 0.3
@@ -40,7 +40,7 @@ class Part:
         """(M,) bool: which unit-frame points u (M, 3) lie inside this part."""
         R = np.asarray(self.rotation)
         q = (u - np.asarray(self.center)) @ R / (np.asarray(self.size) / 2.0)
-        return _INSIDE[self.shape](q)
+        return inside(self.shape, q)
 
     def bound(self) -> float:
         """Radius of a ball about the unit-frame origin that contains the part."""

@@ -24,6 +24,13 @@ _INSIDE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 SHAPES = tuple(_INSIDE)
 
 
+def inside(shape: str, points: np.ndarray) -> np.ndarray:
+    """(M,) bool: which points (M, 3), in the shape's unit frame [-1, 1]³, lie inside."""
+    if shape not in _INSIDE:
+        raise ValueError(f"unknown shape '{shape}': choose one of {', '.join(SHAPES)}")
+    return _INSIDE[shape](np.asarray(points, np.float64))
+
+
 def rotation_matrix(axis, angle_rad: float) -> np.ndarray:
     """3×3 rotation about ``axis`` by ``angle_rad`` (Rodrigues)."""
     a = np.asarray(axis, np.float64)
