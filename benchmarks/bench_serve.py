@@ -154,6 +154,7 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
             sims.append({"grid": grid, "frames": frames, "max_particles": particles,
                          "views": n_views, "image_px": image,
                          "particles": int(r.headers["X-Sim-Particles"]),
+                         "substeps_per_frame": int(r.headers["X-Sim-Substeps"]),
                          "status": r.headers["X-Sim-Status"], "wall_s": round(wall, 2),
                          "server_s": json.loads(r.headers["X-Sim-Timings"]),
                          "video_kb": round(len(r.content) / 1024, 1)})

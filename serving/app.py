@@ -164,7 +164,8 @@ def build_api(model, sim, settings: dict) -> FastAPI:
                   "content": {"video/mp4": {}, "image/gif": {}},
                   "description": "the object dropped on the floor, simulated with MPM with the "
                   "predicted mean parameters (or the overrides); headers X-Sim-Status "
-                  "(ok | unstable | escaped), X-Sim-Params (JSON), X-Model-Version"}})
+                  "(ok | unstable | escaped), X-Sim-Params (JSON), X-Sim-Particles, "
+                  "X-Sim-Substeps, X-Sim-Timings, X-Model-Version"}})
     async def simulate(images: list[UploadFile] = File(..., description=IMAGES_DOC),
                        cameras: Optional[str] = Form(None, description=CAMERAS_DOC),
                        material: Optional[Material] = Form(
@@ -191,6 +192,7 @@ def build_api(model, sim, settings: dict) -> FastAPI:
                                  "X-Sim-Status": res["status"],
                                  "X-Sim-Params": json.dumps(res["params"]),
                                  "X-Sim-Particles": str(res["n_particles"]),
+                                 "X-Sim-Substeps": str(res["substeps_per_frame"]),
                                  "X-Sim-Timings": json.dumps(res["timings_s"]),
                                  "Content-Disposition": f'inline; filename="simulation.{format}"'})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Optional
 
 from ray import serve
@@ -96,7 +97,19 @@ def hot_swap(cfg: RunConfig, source: ModelSource, warmup: bool = True):
     """Serve ``source``'s weights: redeploy the same application with only the model's
     user_config changed, so Serve calls ``ModelDeployment.reconfigure`` on every running
     replica (each loads the new weights beside the old and swaps; no request fails).
-    ``cfg`` must be the config the application was started with."""
+    ``cfg`` must be the config the application was started with. Raises RuntimeError when
+    the replicas could not load ``source`` (they keep serving the old weights)."""
     api_key = resolve_api_key(cfg.serve.api_key)
-    return serve.run(build_app(cfg, source, api_key, warmup), name=APP_NAME, route_prefix="/",
-                     blocking=False)
+    handle = serve.run(build_app(cfg, source, api_key, warmup), name=APP_NAME,
+                       route_prefix="/", blocking=False)
+    model = serve.get_deployment_handle("PhysGMModel", app_name=APP_NAME)
+    want = source.describe()
+    deadline = time.monotonic() + cfg.serve.request_timeout_s
+    while True:
+        info = model.info.remote().result(timeout_s=cfg.serve.request_timeout_s)
+        if info["source"] == want:
+            return handle
+        if (info["last_error"] or "").startswith(want) or time.monotonic() > deadline:
+            raise RuntimeError(f"the model replicas kept serving {info['model_version']} "
+                               f"({info['source']}): {info['last_error'] or 'timed out'}")
+        time.sleep(0.2)

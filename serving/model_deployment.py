@@ -17,6 +17,7 @@ plus the prediction.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 
@@ -27,6 +28,7 @@ from ray import serve
 from physgm.config import ModelConfig
 from serving.model_source import ModelSource, load_source
 
+logger = logging.getLogger("ray.serve")
 BATCH_KEYS = ("max_batch_size", "batch_wait_timeout_s")
 SOURCE_KEYS = ("kind", "location", "seed", "model_version")
 
@@ -62,6 +64,7 @@ class ModelDeployment:
         self.model_cfg = ModelConfig.model_validate(model_config)
         self.device = _resolve_device(device)
         self.loaded: _Loaded | None = None
+        self.last_error: str | None = None
         self.counters = {"requests": 0, "batches": 0, "swaps": 0, "errors": 0}
         self.batch_sizes: dict[int, int] = defaultdict(int)
 
@@ -74,9 +77,20 @@ class ModelDeployment:
         if self.loaded is not None and self.loaded.source == source:
             return
         # load in a thread: the replica keeps answering with the old weights meanwhile
-        model, cfg, version = await asyncio.to_thread(load_source, source, self.model_cfg,
-                                                      self.device)
+        try:
+            model, cfg, version = await asyncio.to_thread(load_source, source, self.model_cfg,
+                                                          self.device)
+        except Exception as err:
+            if self.loaded is None:   # nothing to serve: fail the replica's start, loudly
+                raise
+            # a bad new source must not take a serving replica down: keep the old weights,
+            # report the failure (info()["last_error"]; serving.deploy.hot_swap raises it)
+            self.last_error = f"{source.describe()}: {type(err).__name__}: {err}"
+            logger.error("hot swap failed, still serving %s: %s", self.loaded.version,
+                         self.last_error)
+            return
         self.loaded = _Loaded(model, cfg, version, source)   # the swap: one assignment
+        self.last_error = None
         self.counters["swaps"] += 1
 
     def _current(self) -> _Loaded:
@@ -88,6 +102,7 @@ class ModelDeployment:
     def info(self) -> dict:
         cur = self._current()
         return {"model_version": cur.version, "source": cur.source.describe(),
+                "last_error": self.last_error,
                 "image_size": cur.cfg.image_size, "max_views": cur.cfg.max_views,
                 "device": self.device, "counters": dict(self.counters),
                 "batch_sizes": dict(self.batch_sizes)}

@@ -31,13 +31,14 @@ class ModelSource:
 
     def to_user_config(self) -> dict:
         """The model deployment's ``user_config`` keys for this source."""
-        return {k: v for k, v in asdict(self).items()}
+        return asdict(self)
 
     @classmethod
     def from_user_config(cls, uc: dict) -> "ModelSource":
         kind = uc.get("kind")
         if kind not in ("checkpoint", "mlflow", "random"):
-            raise ValueError(f"model source kind must be checkpoint, mlflow or random, got {kind!r}")
+            raise ValueError(f"model source kind must be checkpoint, mlflow or random, "
+                             f"got {kind!r}")
         if kind != "random" and not uc.get("location"):
             raise ValueError(f"a {kind} model source needs a location (path or URI)")
         return cls(kind, uc.get("location"), int(uc.get("seed", 0) or 0), uc.get("model_version"))

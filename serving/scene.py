@@ -140,6 +140,7 @@ class SimVideo:
     n_gaussians: int
     n_particles: int
     frames: int
+    substeps_per_frame: int
     timings_s: dict = field(default_factory=dict)
 
 
@@ -172,7 +173,8 @@ def simulate_video(g: Gaussians, pixel_rgb: np.ndarray, params: PhysParams, cfg:
     timings["total"] = round(t["encode"] - t["start"], 4)
     return SimVideo(data, fmt, result.status, {"material": params.material.value,
                                                **params.values()},
-                    n, int(obj.particles.shape[0]), int(frames.shape[0]), timings)
+                    n, int(obj.particles.shape[0]), int(frames.shape[0]),
+                    int(result.substeps_per_frame), timings)
 
 
 def sample_object_gaussians(n: int = 256, seed: int = 0) -> dict:
@@ -186,4 +188,5 @@ def sample_object_gaussians(n: int = 256, seed: int = 0) -> dict:
     colors = np.tile(np.array([0.8, 0.3, 0.2], np.float32), (n, 1))
     return {"means": means, "scales": np.full((n, 3), 0.02, np.float32), "quats": quats,
             "opacities": np.full(n, 0.9, np.float32), "colors": colors, "pixel_rgb": colors,
-            "mu": np.zeros((len(MATERIALS), len(PARAM_NAMES)), np.float32), "name": Material.jelly.value}
+            "mu": np.zeros((len(MATERIALS), len(PARAM_NAMES)), np.float32),
+            "name": Material.jelly.value}

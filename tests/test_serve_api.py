@@ -264,7 +264,7 @@ def test_openapi_fuzzing_finds_no_server_error(server):
 
     url, _ = server
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
-    tested = 0
+    tested, codes = 0, []
     for result in schema.get_all_operations():
         op = result.ok()
         n = 6 if op.path == "/v1/simulate" else 25
@@ -274,12 +274,14 @@ def test_openapi_fuzzing_finds_no_server_error(server):
         @given(case=op.as_strategy())
         def check(case):
             response = case.call(base_url=url, timeout=120)
+            codes.append(response.status_code)
             case.validate_response(response, checks=[not_a_server_error])
             assert response.status_code < 500
 
         check()
         tested += 1
-    assert tested >= 4
+    assert tested >= 4 and len(codes) >= 40
+    assert any(400 <= c < 500 for c in codes) and max(codes) < 500
 
 
 # ------------------------------------------------------------------ hot swap (last: it
@@ -291,6 +293,11 @@ def test_hot_swap_changes_version_without_failed_requests(server, tmp_path):
 
     url, cfg = server
     old = requests.get(url + "/healthz").json()["model_version"]
+    # a source the replicas cannot load is reported and leaves the old weights serving
+    with pytest.raises(RuntimeError, match="no PhysGM checkpoint"):
+        hot_swap(cfg, ModelSource("checkpoint", str(tmp_path / "missing")))
+    assert requests.get(url + "/healthz").json()["model_version"] == old
+    assert requests.post(url + "/v1/predict", files=views(png()), timeout=60).status_code == 200
     swaps_before = model_info()["counters"]["swaps"]
     torch.manual_seed(123)
     ckpt = tmp_path / "trained" / "checkpoints" / "final"
