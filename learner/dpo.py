@@ -124,11 +124,13 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
 
 
 def _release(env) -> None:
-    """Free the learner and the reward service (the Ray instance may host Serve next)."""
+    """Free the learner and the reward service. Serve is shut down too: the DPO loop ran it
+    without an HTTP proxy, and the Ray instance may host the model's HTTP app next."""
     from ray import serve
 
     ray.kill(env.learner, no_restart=True)
     serve.delete("reward")
+    serve.shutdown()
 
 
 def _progress(cfg: RunConfig, show: bool, extra: Optional[Callable]):
