@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,24 +43,28 @@ def test_serve_random_init_starts_answers_and_stops():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "physgm", "serve", "--random-init", "--port", str(port),
          "--set", "model.image_size=32", "--set", "model.dim=32", "--set", "model.heads=2",
          "--set", "model.depth=2", "--set", "model.backbone_depth=1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
-        deadline, body = time.time() + 180, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
-                break
-            except requests.RequestException:
-                time.sleep(1)
-        assert body and body["status"] == "ok" and body["model_version"].startswith("random")
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None and \
+                not any("serving at" in line for line in lines):
+            time.sleep(0.5)
+        assert any(f"serving at http://127.0.0.1:{port}/" in line for line in lines), lines[-20:]
+        body = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()
+        assert body["status"] == "ok" and body["model_version"].startswith("random-init")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-2000:]
-    assert "serving at" in out and "stopping" in out
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines[-40:])
+    assert any("stopping" in line for line in lines)
