@@ -75,7 +75,6 @@ def load_test(url: str, n: int, concurrency: int, views: int) -> dict:
         return time.perf_counter() - t0, r.status_code
 
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(min(n, 2 * concurrency))))          # warm-up
         t0 = time.perf_counter()
         out = list(pool.map(one, range(n)))
         wall = time.perf_counter() - t0
@@ -86,17 +85,24 @@ def load_test(url: str, n: int, concurrency: int, views: int) -> dict:
             "requests_per_s": round(len(lat) / wall, 2)}
 
 
-def _batch_stats() -> dict:
+def _model_stats() -> dict:
     from ray import serve
 
     h = serve.get_deployment_handle("PhysGMModel", app_name="physgm")
-    return h.info.remote().result(timeout_s=60)["batch_sizes"]
+    return h.info.remote().result(timeout_s=60)
 
 
 def _mean_batch(before: dict, after: dict) -> float:
     grown = {int(k): after.get(k, 0) - before.get(k, 0) for k in after}
     calls = sum(grown.values())
     return round(sum(k * v for k, v in grown.items()) / calls, 2) if calls else 0.0
+
+
+def _model_ms(before: dict, after: dict) -> float:
+    """Model time per predict request [ms] on the replica between two ``info()`` calls."""
+    n = after["counters"]["requests"] - before["counters"]["requests"]
+    dt = after["counters"]["predict_s"] - before["counters"]["predict_s"]
+    return round(1e3 * dt / n, 2) if n else 0.0
 
 
 def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
@@ -129,10 +135,14 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
             cfg_b = build_config({"serve": {**base["serve"], "max_batch_size": size}})
             hot_swap(cfg_b, source)          # live batching setting, same replica
             _log(f"predict load test, {label} (max_batch_size={size}) …")
-            before = _batch_stats()
+            load_test(url, 2 * concurrency, concurrency, views)          # warm-up
+            before = _model_stats()
             predict[label] = {"max_batch_size": size,
                               **load_test(url, requests_n, concurrency, views)}
-            predict[label]["mean_batch"] = _mean_batch(before, _batch_stats())
+            after = _model_stats()
+            predict[label]["mean_batch"] = _mean_batch(before["batch_sizes"],
+                                                       after["batch_sizes"])
+            predict[label]["model_ms_per_request"] = _model_ms(before, after)
         result["predict"] = predict
         sims = []
         for grid, frames, particles, n_views, image in sim_sizes:

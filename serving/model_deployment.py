@@ -65,7 +65,8 @@ class ModelDeployment:
         self.device = _resolve_device(device)
         self.loaded: _Loaded | None = None
         self.last_error: str | None = None
-        self.counters = {"requests": 0, "batches": 0, "swaps": 0, "errors": 0}
+        self.counters = {"requests": 0, "batches": 0, "swaps": 0, "errors": 0,
+                         "predict_s": 0.0}   # time inside predict batches (all requests)
         self.batch_sizes: dict[int, int] = defaultdict(int)
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -137,12 +138,14 @@ class ModelDeployment:
         for i, r in enumerate(requests):
             groups[tuple(r["images"].shape)].append(i)
         results: list[dict] = [{}] * len(requests)
+        t0 = time.perf_counter()
         for idx in groups.values():
             images = np.stack([requests[i]["images"] for i in idx])
             plucker = np.stack([requests[i]["plucker"] for i in idx])
             _, stats, mu = self._forward(cur, images, plucker, full=False)
             for j, i in enumerate(idx):
                 results[i] = {**stats[j], "mu": mu[j], "model_version": cur.version}
+        self.counters["predict_s"] += time.perf_counter() - t0
         return results
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)

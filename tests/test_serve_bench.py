@@ -37,3 +37,10 @@ def test_views_are_decodable_pngs():
     assert len(files) == 3 and all(f[0] == "images" for f in files)
     img = decode_image(files[0][1][1], "v0", Limits())
     assert img.shape == (64, 64, 3) and img.max() > 100 and img[0, 0].sum() == 0
+
+
+def test_model_time_per_request():
+    before = {"counters": {"requests": 10, "predict_s": 1.0}}
+    after = {"counters": {"requests": 30, "predict_s": 1.5}}
+    assert bench._model_ms(before, after) == pytest.approx(25.0)
+    assert bench._model_ms(after, after) == 0.0
