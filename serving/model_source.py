@@ -116,7 +116,12 @@ def load_source(source: ModelSource, model_cfg: ModelConfig,
     if source.model_version:
         return model, cfg, source.model_version
     file = checkpoint_file(path)
-    name = path.stem if path.suffix in (".pt", ".pth") else \
-        (f"{path.parents[1].name}/{path.name}" if len(path.parents) > 1
-         and path.parent.name == "checkpoints" else path.name)
+    if source.kind == "mlflow":
+        name = source.location
+    elif path.suffix in (".pt", ".pth"):
+        name = path.stem
+    elif path.parent.name == "checkpoints":           # <run>/checkpoints/<name>
+        name = f"{path.parents[1].name}/{path.name}"
+    else:
+        name = path.name
     return model, cfg, f"{name}@{_sha256(file)[:12]}"
