@@ -35,11 +35,11 @@ def ensure_ray(cfg: Optional[RunConfig] = None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
+        ray.init()
         return
     cpus = max(os.cpu_count() or 1, int(cpus_needed(cfg) + 0.999) if cfg else 0)
     # address="local": always a fresh local instance, never a stray cluster on this host
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False)
 
 
 def pretrained_path(cfg: RunConfig, checkpoint: Optional[str]) -> Path:

@@ -177,6 +177,14 @@ def bench_data(ctx: typer.Context) -> None:
     run_benchmark("data", list(ctx.args))
 
 
+@bench_app.command("dpo", context_settings={"allow_extra_args": True,
+                                            "ignore_unknown_options": True})
+def bench_dpo(ctx: typer.Context) -> None:
+    """DPO pairs/hour with 1 and 2 actors side by side, time shares, weight size.
+    Options: --actors 1,2 --scenes 8 --epochs 1 --data PATH --checkpoint PATH --json."""
+    run_benchmark("dpo", list(ctx.args))
+
+
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         redo: Annotated[Optional[list[str]], typer.Option(
