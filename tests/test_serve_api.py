@@ -336,3 +336,25 @@ def test_hot_swap_changes_version_without_failed_requests(server, tmp_path):
     assert set(seen[first_new:]) == {new}           # never back to the old weights
     info = model_info()
     assert info["counters"]["swaps"] == swaps_before + 1   # reconfigured in place, no restart
+
+
+def test_api_key_is_required_once_configured(server):
+    """Redeploy with an API key (what binding beyond 127.0.0.1 demands): /v1/* needs the
+    X-API-Key header, the page, health and OpenAPI stay open."""
+    from serving.deploy import APP_NAME, build_app
+
+    url, cfg = server
+    key = "test-key-" + "x" * 24
+    keyed = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"api_key": key})})
+    serve.run(build_app(keyed, ModelSource("random"), api_key=key), name=APP_NAME,
+              route_prefix="/", blocking=False)
+    r = requests.post(url + "/v1/predict", files=views(png()), timeout=60)
+    assert r.status_code == 401 and "X-API-Key" in r.json()["detail"]
+    r = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                      headers={"X-API-Key": "wrong-" + "y" * 20})
+    assert r.status_code == 401
+    r = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                      headers={"X-API-Key": key})
+    assert r.status_code == 200 and r.json()["model_version"].startswith("random-init")
+    for path in ("/healthz", "/", "/openapi.json"):
+        assert requests.get(url + path, timeout=30).status_code == 200
