@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import os
-import random
 import socket
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ import torch
 from learner.loss import dpo_loss, preference_metrics
 from physgm.config import DPOConfig, ModelConfig
 from physgm.model.physics_head import PhysicsHead
+from pretrain.checkpoint import capture_rng, restore_rng
 
 
 def _free_port() -> int:
@@ -120,9 +120,7 @@ class LearnerCore:
 
     def save(self, directory: str, client_state: Optional[dict] = None) -> None:
         """DeepSpeed checkpoint (head, optimizer) + step + RNG states, under ``directory``."""
-        state = {"step_count": self.step_count, "rng": {
-            "python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}, **(client_state or {})}
+        state = {"step_count": self.step_count, "rng": capture_rng(), **(client_state or {})}
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.engine.save_checkpoint(directory, tag="learner", client_state=state)
 
@@ -131,8 +129,5 @@ class LearnerCore:
         if path is None:
             raise FileNotFoundError(f"no learner checkpoint under {directory}")
         self.step_count = int(state["step_count"])
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
+        restore_rng(state["rng"])
         return state

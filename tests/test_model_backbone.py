@@ -13,15 +13,6 @@ from physgm.model.layers import RopeEmbedding, apply_rope
 from physgm.model.vit import ViT
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine are ~50x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _small_dinov3_like(seed=0):
     """Same class and layout as ViT-L/16, reduced depth/width."""
     torch.manual_seed(seed)

@@ -16,15 +16,6 @@ TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_dept
             dpt_features=16, physics_hidden=32, near=0.3, far=3.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine are ~50x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _trained_model(cfg):
     torch.manual_seed(0)
     model = PhysGM(cfg)

@@ -12,15 +12,6 @@ from physgm.model.distribution import PhysicsDistribution, slot_mask
 M, P = len(MATERIALS), len(PARAM_NAMES)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine are ~50x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _dist(seed=0, b=2, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(b, M, generator=g)

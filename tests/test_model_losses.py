@@ -15,15 +15,6 @@ from physgm.model.physics_head import PhysicsHeadOutput
 M, P = len(MATERIALS), len(PARAM_NAMES)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a shared 2-core machine are ~50x slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_defaults_are_the_papers():
     assert {k: DEFAULT_LOSS_WEIGHTS[k] for k in ("rgb", "alpha", "material", "params")} == \
         {"rgb": 1.0, "alpha": 0.1, "material": 0.1, "params": 0.01}
