@@ -165,7 +165,9 @@ def build_api(model, sim, settings: dict) -> FastAPI:
                   "description": "the object dropped on the floor, simulated with MPM with the "
                   "predicted mean parameters (or the overrides); headers X-Sim-Status "
                   "(ok | unstable | escaped), X-Sim-Params (JSON), X-Sim-Particles, "
-                  "X-Sim-Substeps, X-Sim-Timings, X-Model-Version"}})
+                  "X-Sim-Substeps, X-Sim-Appearance (predicted | pixels: the model's "
+                  "Gaussians were transparent, input pixel colours shown), X-Sim-Timings, "
+                  "X-Model-Version"}})
     async def simulate(images: list[UploadFile] = File(..., description=IMAGES_DOC),
                        cameras: Optional[str] = Form(None, description=CAMERAS_DOC),
                        material: Optional[Material] = Form(
@@ -193,6 +195,7 @@ def build_api(model, sim, settings: dict) -> FastAPI:
                                  "X-Sim-Params": json.dumps(res["params"]),
                                  "X-Sim-Particles": str(res["n_particles"]),
                                  "X-Sim-Substeps": str(res["substeps_per_frame"]),
+                                 "X-Sim-Appearance": res["appearance"],
                                  "X-Sim-Timings": json.dumps(res["timings_s"]),
                                  "Content-Disposition": f'inline; filename="simulation.{format}"'})
 

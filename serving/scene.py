@@ -30,21 +30,49 @@ MIN_GAUSSIANS = 16
 
 def select_object(g: Gaussians, pixel_rgb: np.ndarray, min_opacity: float, max_count: int,
                   background: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                  bg_tol: float = 0.04, seed: int = 0) -> Gaussians:
-    """The object's Gaussians among per-pixel ones: opacity ≥ ``min_opacity`` and the input
-    pixel not the background colour (RGB distance > ``bg_tol``, pixel_rgb (N, 3) in [0, 1]).
-    When fewer than MIN_GAUSSIANS pass, the most opaque ones are kept instead. At most
-    ``max_count`` are returned (a fixed-seed random subset)."""
+                  bg_tol: float = 0.04, seed: int = 0) -> tuple[Gaussians, str]:
+    """The object's Gaussians among per-pixel ones → (Gaussians, appearance).
+
+    Kept: opacity ≥ ``min_opacity`` and the input pixel not the background colour (RGB
+    distance > ``bg_tol``; pixel_rgb (N, 3) in [0, 1]); appearance "predicted". When fewer
+    than MIN_GAUSSIANS pass but the views show a foreground, the model's appearance is
+    unusable (nearly transparent Gaussians, an undertrained head): the foreground Gaussians
+    are kept with the input pixels' colours, opacity 0.9 and isotropic scales of half the
+    median neighbour spacing; appearance "pixels". Without a foreground either, the most
+    opaque Gaussians are kept. At most ``max_count`` (a fixed-seed random subset)."""
     if len(g) == 0:
         raise ValueError("no Gaussians to simulate")
     op = g.opacities.detach().cpu().numpy()
-    fg = np.linalg.norm(pixel_rgb - np.asarray(background, np.float32)[None], axis=1) > bg_tol
-    keep = np.flatnonzero((op >= min_opacity) & fg & np.isfinite(g.means.cpu().numpy()).all(1))
+    finite = np.isfinite(g.means.detach().cpu().numpy()).all(1)
+    fg = (np.linalg.norm(pixel_rgb - np.asarray(background, np.float32)[None], axis=1)
+          > bg_tol) & finite
+    keep = np.flatnonzero((op >= min_opacity) & fg)
+    appearance = "predicted"
     if keep.size < MIN_GAUSSIANS:
-        keep = np.argsort(-op)[:max(MIN_GAUSSIANS, min(len(g), max_count))]
+        keep = np.flatnonzero(fg)
+        if keep.size >= MIN_GAUSSIANS:
+            appearance = "pixels"
+        else:
+            keep = np.argsort(-np.where(finite, op, -1.0))[:max(MIN_GAUSSIANS,
+                                                                 min(len(g), max_count))]
     if keep.size > max_count:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_count, replace=False))
-    return g.subset(torch.from_numpy(keep))
+    sel = g.detach().subset(torch.from_numpy(keep))
+    if appearance == "pixels":
+        sel = _pixel_splats(sel, torch.as_tensor(pixel_rgb[keep], dtype=sel.means.dtype))
+    return sel, appearance
+
+
+def _pixel_splats(g: Gaussians, rgb: torch.Tensor) -> Gaussians:
+    """Same centres, the pixels' colours, opacity 0.9, isotropic scale = ½ median spacing."""
+    m = g.means.float()
+    nn = torch.cat([torch.cdist(m[i:i + 1024], m).topk(2, largest=False).values[:, 1]
+                    for i in range(0, len(m), 1024)])
+    scale = float(nn.median().clamp_min(1e-4)) * 0.5
+    quats = torch.zeros(len(g), 4, dtype=g.means.dtype)
+    quats[:, 0] = 1.0
+    return Gaussians(g.means, torch.full_like(g.means, scale), quats,
+                     torch.full_like(g.opacities, 0.9), rgb)
 
 
 def _scaled(g: Gaussians, s: float, shift: torch.Tensor) -> Gaussians:
@@ -141,6 +169,7 @@ class SimVideo:
     n_particles: int
     frames: int
     substeps_per_frame: int
+    appearance: str = "predicted"
     timings_s: dict = field(default_factory=dict)
 
 
@@ -156,8 +185,8 @@ def simulate_video(g: Gaussians, pixel_rgb: np.ndarray, params: PhysParams, cfg:
         raise ValueError(f"format must be mp4 or gif, got {fmt!r}")
     t = {"start": time.perf_counter()}
     budget = cfg.max_particles
-    obj_g = select_object(g, pixel_rgb, cfg.min_opacity,
-                          budget // 2 if cfg.fill_interior else budget, seed=seed)
+    obj_g, appearance = select_object(g, pixel_rgb, cfg.min_opacity,
+                                      budget // 2 if cfg.fill_interior else budget, seed=seed)
     obj = place_in_domain(obj_g, cfg, budget, seed)
     t["prepare"] = time.perf_counter()
     result = simulate(obj.particles, params, cfg.sim, volumes=obj.volumes)
@@ -174,7 +203,7 @@ def simulate_video(g: Gaussians, pixel_rgb: np.ndarray, params: PhysParams, cfg:
     return SimVideo(data, fmt, result.status, {"material": params.material.value,
                                                **params.values()},
                     n, int(obj.particles.shape[0]), int(frames.shape[0]),
-                    int(result.substeps_per_frame), timings)
+                    int(result.substeps_per_frame), appearance, timings)
 
 
 def sample_object_gaussians(n: int = 256, seed: int = 0) -> dict:

@@ -6,7 +6,7 @@ Request (from the ingress): the per-pixel Gaussians of ``ModelDeployment.gaussia
 the input pixel of each, the predicted ``mu (M, P)`` and material ``name``, the overrides
 ``material`` and ``E`` [Pa] (or None), and ``format`` ("mp4" | "gif"). Reply:
 ``{"video": bytes, "status", "params", "n_gaussians", "n_particles", "frames",
-"substeps_per_frame", "timings_s"}``; a ValueError for values the pipeline rejects (the ingress maps it to 422).
+"substeps_per_frame", "appearance", "timings_s"}``; a ValueError for values the pipeline rejects (the ingress maps it to 422).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class SimDeployment:
         return {"video": out.video, "status": out.status, "params": out.params,
                 "n_gaussians": out.n_gaussians, "n_particles": out.n_particles,
                 "frames": out.frames, "substeps_per_frame": out.substeps_per_frame,
-                "timings_s": out.timings_s}
+                "appearance": out.appearance, "timings_s": out.timings_s}
 
     async def simulate(self, request: dict) -> dict:
         return await asyncio.to_thread(self._run, request)

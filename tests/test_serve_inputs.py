@@ -280,8 +280,8 @@ def test_object_is_placed_inside_the_domain_with_its_volume_kept():
                                                    "colors")))
     rgb = req["pixel_rgb"].copy()
     rgb[:100] = 0.0                                  # "background" pixels are left out
-    sel = select_object(g, rgb, 0.3, 250)
-    assert len(sel) == 250
+    sel, appearance = select_object(g, rgb, 0.3, 250)
+    assert len(sel) == 250 and appearance == "predicted"
     cfg = ServeConfig(max_particles=1500)
     obj = place_in_domain(sel, cfg, seed=0)
     L, dx = cfg.sim.domain_size, cfg.sim.domain_size / cfg.sim.grid_res
@@ -294,6 +294,29 @@ def test_object_is_placed_inside_the_domain_with_its_volume_kept():
     assert abs((p[:, 0].min() + p[:, 0].max()) / 2 - L / 2) < 1e-4
     if obj.volumes is not None:
         assert (obj.volumes > 0).all()
+
+
+def test_transparent_gaussians_fall_back_to_pixel_colours():
+    """An undertrained Gaussian head (all opacities ~0) still yields a visible object: the
+    foreground pixels' colours, flagged as appearance "pixels"."""
+    from physgm.gaussians import Gaussians
+    from serving.scene import select_object
+
+    n = 300
+    gen = torch.Generator().manual_seed(0)
+    means = torch.rand(n, 3, generator=gen)
+    g = Gaussians(means, torch.full((n, 3), 1e-3), torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                  torch.full((n,), 1e-6), torch.zeros(n, 3))
+    rgb = np.zeros((n, 3), np.float32)
+    rgb[:120] = (0.9, 0.5, 0.1)                       # the object's pixels
+    sel, appearance = select_object(g, rgb, 0.3, 1000)
+    assert appearance == "pixels" and len(sel) == 120
+    assert torch.allclose(sel.colors, torch.tensor([0.9, 0.5, 0.1]).expand(120, 3))
+    assert (sel.opacities == 0.9).all() and torch.allclose(sel.means, means[:120])
+    assert 1e-3 < float(sel.scales[0, 0]) < 0.2       # about half the neighbour spacing
+    # no foreground at all: the most opaque ones, as predicted
+    sel, appearance = select_object(g, np.zeros((n, 3), np.float32), 0.3, 1000)
+    assert appearance == "predicted" and len(sel) == 300
 
 
 def test_simulate_video_end_to_end_small():
@@ -309,6 +332,7 @@ def test_simulate_video_end_to_end_small():
                                   "max_particles": 600}}).serve
     out = simulate_video(g, req["pixel_rgb"], PhysParams.default("jelly"), cfg, "mp4")
     assert out.status == "ok" and out.frames == 4 and out.n_gaussians <= 300
+    assert out.appearance == "predicted" and out.substeps_per_frame >= 1
     assert out.params["material"] == "jelly" and out.params["E"] == 1e5
     import tempfile
     from pathlib import Path

@@ -131,7 +131,9 @@ async function simulate() {
     video.hidden = false;
     video.play().catch(() => {});
     const params = JSON.parse(res.headers.get("X-Sim-Params") || "{}");
-    $("sim-info").textContent = `status ${res.headers.get("X-Sim-Status")} · ` +
+    const look = res.headers.get("X-Sim-Appearance") === "pixels"
+      ? " · shown with the input pixels' colours (the model's Gaussians are transparent)" : "";
+    $("sim-info").textContent = `status ${res.headers.get("X-Sim-Status")}${look} · ` +
       `${res.headers.get("X-Sim-Particles")} particles · ` +
       Object.entries(params).map(([k, v]) => `${k}=${typeof v === "number" ? fmt(v) : v}`).join(", ");
     setStatus(`video in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
