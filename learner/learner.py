@@ -96,22 +96,28 @@ class LearnerCore:
                 dist.log_prob(batch["rejected_m"], batch["rejected_z"]))
 
     def step(self, pairs: list) -> dict:
-        """One DPO step on a batch of pairs → TRL-style metrics."""
+        """``dpo.updates_per_batch`` DPO updates on a batch of pairs → TRL-style metrics of
+        the first one (measured before any update on this batch: on fresh pairs they say
+        how well the policy already prefers the winners) plus ``loss_last``."""
         batch = pairs_to_tensors(pairs, self.tokens, self.device)
         self.engine.train()
-        pi_w, pi_l = self._logps(self.engine, batch)
         with torch.no_grad():
             ref_w, ref_l = self._logps(self.reference, batch)
-        losses, chosen, rejected = dpo_loss(pi_w.float(), pi_l.float(), ref_w.float(),
-                                            ref_l.float(), beta=self.cfg.beta,
-                                            loss_type=self.cfg.loss_type,
-                                            label_smoothing=self.cfg.label_smoothing)
-        self.engine.backward(losses.mean())
-        self.engine.step()
+        metrics = {}
+        for update in range(self.cfg.updates_per_batch):
+            pi_w, pi_l = self._logps(self.engine, batch)
+            losses, chosen, rejected = dpo_loss(pi_w.float(), pi_l.float(), ref_w.float(),
+                                                ref_l.float(), beta=self.cfg.beta,
+                                                loss_type=self.cfg.loss_type,
+                                                label_smoothing=self.cfg.label_smoothing)
+            self.engine.backward(losses.mean())
+            self.engine.step()
+            if update == 0:
+                metrics = preference_metrics(losses.detach(), chosen, rejected)
+                metrics["logps/chosen"] = float(pi_w.detach().mean())
+                metrics["logps/rejected"] = float(pi_l.detach().mean())
+        metrics["loss_last"] = float(losses.detach().mean())
         self.step_count += 1
-        metrics = preference_metrics(losses.detach(), chosen, rejected)
-        metrics["logps/chosen"] = float(pi_w.detach().mean())
-        metrics["logps/rejected"] = float(pi_l.detach().mean())
         return metrics
 
     def weights(self) -> dict:

@@ -211,6 +211,8 @@ class PretrainConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept besides 'final'")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves per train worker")
     loader_workers: int = Field(0, ge=0, description="DataLoader processes per train worker")
+    input_targets: int = Field(1, ge=0, description="input views also rendered for the image "
+                               "losses (they pin opacity/colour; novel views teach depth)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -273,6 +275,8 @@ class DPOConfig(_Section):
     steps: Optional[int] = Field(None, ge=1, description="stop after this many learner steps "
                                  "(None: when every task of every epoch is done)")
     batch_pairs: int = Field(4, ge=1, description="pairs per learner step")
+    updates_per_batch: int = Field(1, ge=1, le=64, description="optimizer updates per batch "
+                                   "of pairs (PPO-style reuse of scarce simulated pairs)")
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
