@@ -1,7 +1,7 @@
 """``physgm serve``: the HTTP endpoint and demo page on Ray Serve; ``physgm bench serve``.
 
     physgm serve --random-init                 # untrained model, smoke tests
-    physgm serve                               # newest runs/*/checkpoints/final
+    physgm serve                               # newest runs/*/checkpoints/{final,dpo}
     physgm serve --checkpoint runs/quickstart/checkpoints/final --port 8000
     physgm serve --model-uri runs:/<run_id>/checkpoints/final
     PHYSGM_API_KEY=... physgm serve --host 0.0.0.0   # beyond localhost only with a key

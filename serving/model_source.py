@@ -48,15 +48,22 @@ class ModelSource:
             f"{self.kind} {self.location}"
 
 
+# final checkpoints of a run: pretraining's, and DPO's (learner.dpo writes checkpoints/dpo)
+FINAL_NAMES = ("final", "dpo")
+
+
 def newest_checkpoint(out_dir: str | Path) -> Optional[Path]:
-    """The newest ``<out_dir>/*/checkpoints/final`` holding a model.pt, by modification time."""
-    found = [p for p in Path(out_dir).glob("*/checkpoints/final") if (p / "model.pt").is_file()]
+    """The newest ``<out_dir>/*/checkpoints/{final,dpo}`` holding a model.pt, by the
+    file's modification time (after ``physgm dpo`` that is the DPO model)."""
+    found = [p for name in FINAL_NAMES for p in Path(out_dir).glob(f"*/checkpoints/{name}")
+             if (p / "model.pt").is_file()]
     return max(found, key=lambda p: (p / "model.pt").stat().st_mtime) if found else None
 
 
 def resolve_source(cfg: ServeConfig, out_dir: str | Path = "runs") -> ModelSource:
     """``cfg.checkpoint`` > ``cfg.model_uri`` > ``cfg.random_init`` > the newest
-    ``<out_dir>/*/checkpoints/final``. Raises FileNotFoundError saying what to pass."""
+    ``<out_dir>/*/checkpoints/final`` (or ``…/dpo``). Raises FileNotFoundError saying what
+    to pass."""
     if cfg.checkpoint and not _URI.match(cfg.checkpoint):
         path = Path(cfg.checkpoint)
         target = path if path.suffix in (".pt", ".pth") else path / "model.pt"

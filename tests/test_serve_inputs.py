@@ -252,6 +252,10 @@ def test_model_source_precedence_and_versions(tmp_path):
     assert src.kind == "checkpoint" and src.location == str(newest.resolve())
     model, cfg, version = load_source(src, ModelConfig())
     assert cfg.dim == TINY["dim"] and version.startswith("new/final@")
+    # DPO's model, written after pretraining's, is the one served by default
+    save_model(tmp_path / "old" / "checkpoints" / "dpo", PhysGM(mcfg, load_backbone=False),
+               mcfg)
+    assert resolve_source(ServeConfig(), tmp_path).location.endswith("old/checkpoints/dpo")
     assert load_source(ModelSource("checkpoint", src.location, model_version="v7"),
                        ModelConfig())[2] == "v7"
 
