@@ -31,9 +31,9 @@ def init_single_process_dist(use_gpu: bool) -> None:
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-                       "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}.items():
-        os.environ.setdefault(key, value)
+    # a world of one owns these: never inherit a port another process group listens on
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+                       "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"})
     os.environ.pop("LOCAL_SIZE", None)  # on CPU it leaks shared memory (RECIPES.md)
     deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo", verbose=False)
 
