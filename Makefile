@@ -30,6 +30,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m physgm bench mpm --json
 	$(PY) -m physgm bench render --json
+	$(PY) -m physgm bench data --json
+	$(PY) -m physgm bench pretrain --json
+	$(PY) -m physgm bench dpo --json
+	$(PY) -m physgm bench serve --json
 
 clean:
 	rm -rf .venv runs
