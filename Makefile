@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) -m physgm bench mpm --json
 	$(PY) -m physgm bench render --json
 	$(PY) -m physgm bench data --json
+	$(PY) -m physgm bench reward --json
 	$(PY) -m physgm bench pretrain --json
 	$(PY) -m physgm bench dpo --json
 	$(PY) -m physgm bench serve --json

@@ -82,12 +82,14 @@ def bench_backend(name: str, k: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="physgm bench reward",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="classical,sam2_cotracker")
     parser.add_argument("--k", type=int, default=8, help="candidates per scene")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    args = parser.parse_args()
+    parser.add_argument("--json", action="store_true", help="(always one JSON line)")
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {"bench": "reward", "machine": f"{platform.machine()} {os.cpu_count()} CPU",

@@ -177,6 +177,14 @@ def bench_data(ctx: typer.Context) -> None:
     run_benchmark("data", list(ctx.args))
 
 
+@bench_app.command("reward", context_settings={"allow_extra_args": True,
+                                               "ignore_unknown_options": True})
+def bench_reward(ctx: typer.Context) -> None:
+    """Videos scored per second per reward backend, batched vs unbatched, reference vs
+    candidate cost. Options: --backends classical,sam2_cotracker --k 8 --json."""
+    run_benchmark("reward", list(ctx.args))
+
+
 @bench_app.command("dpo", context_settings={"allow_extra_args": True,
                                             "ignore_unknown_options": True})
 def bench_dpo(ctx: typer.Context) -> None:
