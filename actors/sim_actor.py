@@ -70,7 +70,7 @@ class SimActorCore:
         self.set_weights(weights, version)
         scene = self._scene(task.scene_id)
         with torch.no_grad():
-            tokens = torch.as_tensor(self.tokens[task.scene_id]).float()[None]
+            tokens = torch.tensor(self.tokens[task.scene_id]).float()[None]  # a copy: store arrays are read-only
             dist = self.head(tokens).distribution()
         materials, z = sample_candidates(dist, self.cfg.dpo.k, task_seed(self.cfg.dpo.seed,
                                                                           task.task_id))

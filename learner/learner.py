@@ -58,7 +58,7 @@ def pairs_to_tensors(pairs, tokens: dict, device) -> dict:
     """A list of ``actors.rollout.Pair`` → batched tensors (tokens (B, G, D), materials (B,),
     z (B, P) for chosen and rejected)."""
     return {
-        "tokens": torch.stack([torch.as_tensor(tokens[p.scene_id]) for p in pairs]).float().to(device),
+        "tokens": torch.stack([torch.tensor(tokens[p.scene_id]) for p in pairs]).float().to(device),
         "chosen_m": torch.tensor([p.chosen_material for p in pairs], device=device),
         "chosen_z": torch.as_tensor(np.stack([p.chosen_z for p in pairs]), device=device).float(),
         "rejected_m": torch.tensor([p.rejected_material for p in pairs], device=device),
