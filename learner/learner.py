@@ -31,11 +31,22 @@ def init_single_process_dist(use_gpu: bool) -> None:
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return
-    # a world of one owns these: never inherit a port another process group listens on
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-                       "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"})
+    # A world of one: never inherit a port another process group listens on, and leave no
+    # rendezvous address behind for later process groups or subprocesses.
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+           "LOCAL_RANK": "0", "WORLD_SIZE": "1"}
+    saved = {k: os.environ.get(k) for k in ("MASTER_ADDR", "MASTER_PORT")}  # ranks stay set:
+    # deepspeed.initialize reads LOCAL_RANK later
+    os.environ.update(env)
     os.environ.pop("LOCAL_SIZE", None)  # on CPU it leaks shared memory (RECIPES.md)
-    deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo", verbose=False)
+    try:
+        deepspeed.init_distributed(dist_backend="nccl" if use_gpu else "gloo", verbose=False)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def deepspeed_config(cfg: DPOConfig, use_gpu: bool) -> dict:
