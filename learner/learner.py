@@ -121,7 +121,10 @@ class LearnerCore:
                                                 ref_l.float(), beta=self.cfg.beta,
                                                 loss_type=self.cfg.loss_type,
                                                 label_smoothing=self.cfg.label_smoothing)
-            self.engine.backward(losses.mean())
+            total = losses.mean()
+            if self.cfg.rpo_alpha > 0:  # TRL's rpo_alpha: + α · NLL of the chosen sets
+                total = total - self.cfg.rpo_alpha * pi_w.float().mean()
+            self.engine.backward(total)
             self.engine.step()
             if update == 0:
                 metrics = preference_metrics(losses.detach(), chosen, rejected)

@@ -266,6 +266,9 @@ class DPOConfig(_Section):
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO ε "
                                    "(sigmoid loss only)")
+    rpo_alpha: float = Field(0.0, ge=0, description="weight of the chosen sets' NLL added to "
+                             "the DPO loss (TRL's rpo_alpha): anchors the Gaussian policy on "
+                             "the winners instead of only pushing away from the losers")
     k: int = Field(4, ge=2, description="candidates sampled per scene")
     n_actors: int = Field(2, ge=1, description="simulation actors")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
