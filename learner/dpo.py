@@ -68,7 +68,8 @@ def setup(cfg: RunConfig, checkpoint: Optional[str]):
                            cache=cfg.run_dir / "dpo" / "tokens.pt")
     use_gpu = cfg.dpo.learner_gpus > 0
     learner = ray.remote(LearnerCore).options(
-        num_cpus=1, num_gpus=cfg.dpo.learner_gpus).remote(
+        num_cpus=1, num_gpus=cfg.dpo.learner_gpus,
+        resources=dict(cfg.dpo.learner_resources)).remote(
         model.physics_head.state_dict(), model_cfg, cfg.dpo, tokens, cfg.dpo.seed, use_gpu)
     return SimpleNamespace(model=model, model_cfg=model_cfg, scene_ids=scene_ids,
                            eval_ids=eval_ids, tokens=tokens, tokens_ref=ray.put(tokens),

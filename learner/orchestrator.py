@@ -55,7 +55,7 @@ class Orchestrator:
         self.actors = [
             SimActor.options(name=f"physgm-sim-actor-{i}-{nonce}", max_restarts=cfg.dpo.max_restarts,
                              max_task_retries=0, num_cpus=cfg.dpo.actor_cpus,
-                             num_gpus=cfg.dpo.actor_gpus, lifetime=None)
+                             num_gpus=cfg.dpo.actor_gpus, resources=dict(cfg.dpo.actor_resources))
             .remote(cfg, setup.model_cfg, setup.tokens_ref, setup.reward_handle, f"actor-{i}")
             for i in range(cfg.dpo.n_actors)]
         self.weights_ref = ray.put(ray.get(self.learner.weights.remote()))

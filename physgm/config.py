@@ -239,6 +239,8 @@ class RewardConfig(_Section):
     max_batch_size: int = Field(4, ge=1)
     num_gpus: float = Field(0.0, ge=0)
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per reward replica")
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                        "resources per replica, e.g. {reward: 1}")
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="sam2_cotracker models")
     background: tuple[int, int, int] = Field((0, 0, 0), description="RGB 0..255 of the "
                                              "renderer's background (foreground = differs)")
@@ -273,6 +275,11 @@ class DPOConfig(_Section):
     n_actors: int = Field(2, ge=1, description="simulation actors")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
     actor_gpus: float = Field(0.0, ge=0, description="GPU fraction per simulation actor")
+    actor_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                              "resources per actor, e.g. {sim_actor: 1}: "
+                                              "pins actors to their cluster node type")
+    learner_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                                "resources of the learner, e.g. {learner: 1}")
     epochs: int = Field(2, ge=1, description="passes over the training scenes (one task = "
                         "one scene: K samples, simulations, renders, rewards)")
     steps: Optional[int] = Field(None, ge=1, description="stop after this many learner steps "

@@ -174,7 +174,8 @@ def reward_app(cfg: RewardConfig | RunConfig | dict | None = None,
     static = rcfg.model_dump(mode="json", exclude=set(_LIVE))
     return RewardService.options(
         num_replicas=rcfg.replicas, user_config=live,
-        ray_actor_options={"num_gpus": rcfg.num_gpus, "num_cpus": rcfg.num_cpus},
+        ray_actor_options={"num_gpus": rcfg.num_gpus, "num_cpus": rcfg.num_cpus,
+                           "resources": dict(rcfg.resources)},
     ).bind(static)
 
 
