@@ -193,6 +193,27 @@ def bench_dpo(ctx: typer.Context) -> None:
     run_benchmark("dpo", list(ctx.args))
 
 
+class _Say:
+    """Stage messages for `physgm run`; transient ones (progress counters) overwrite one
+    line in place."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.open_line = quiet, False
+
+    def __call__(self, message: str, transient: bool = False) -> None:
+        if self.quiet:
+            return
+        if transient:
+            sys.stdout.write("\r" + message)
+            sys.stdout.flush()
+            self.open_line = True
+            return
+        if self.open_line:
+            sys.stdout.write("\n")
+            self.open_line = False
+        typer.echo(message)
+
+
 @app.command()
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         redo: Annotated[Optional[list[str]], typer.Option(
@@ -207,8 +228,7 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
     bad = [s for s in (redo or []) if s not in STAGES]
     if bad:
         fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
-    say = (lambda *a, **k: None) if json_ else (lambda msg, transient=False: typer.echo(msg))
-    results = run_pipeline(cfg, say=say, redo=tuple(redo or ()))
+    results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
     if json_:
         typer.echo(json.dumps(results, default=str))
         return
