@@ -21,8 +21,10 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, sim_cfg: MPMConfig | None 
 
     scene = read_scene(open_store(cfg.data.path, "r"), scene_id)
     if scene.particles is None or scene.gaussians is None:
-        raise ValueError(f"scene {scene_id!r} has no particles/Gaussians (real data): use "
-                         "dpo.geometry=predicted, or a synthetic dataset")
+        raise ValueError(f"scene {scene_id!r} has no particles/Gaussians (a converted real "
+                         "capture): the DPO actors re-simulate the stored object, so DPO needs "
+                         "synthetic scenes (simulating the model's predicted Gaussians instead "
+                         "is not implemented yet)")
     g = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in scene.gaussians.items()}
     h, w = scene.video.shape[1:3]
     camera = Camera(torch.as_tensor(scene.video_K).float(), torch.as_tensor(scene.video_c2w).float(),

@@ -300,10 +300,6 @@ class DPOConfig(_Section):
     pair_mode: Literal["best_worst", "margin"] = "best_worst"
     reward_margin: float = Field(0.0, ge=0, description="minimum reward gap for a pair")
     checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
-    geometry: Literal["scene", "predicted"] = Field(
-        "scene", description="object the actors simulate: the scene's stored Gaussians and "
-        "particles ('scene', isolates physics) or the frozen model's predicted Gaussians "
-        "filled with particles ('predicted', as in the paper)")
     log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
                                   "loser video artifacts")
     eval_scenes: int = Field(16, ge=1, description="held-out scenes for `physgm eval`")
