@@ -79,7 +79,7 @@ def _run_variant(variant: str, args: dict) -> dict:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = pretrain_step(call, batches[step % 2], pcfg.loss_weights, backend=args["backend"],
-                            compute_dtype=dtype)
+                            compute_dtype=dtype, input_targets=pcfg.input_targets)
         update(out.loss)
         if gpu:
             torch.cuda.synchronize()
@@ -133,7 +133,8 @@ def bench_pretrain(steps: int = 8, warmup: int = 2, batch_size: int = 4, views: 
                        for k, r in results.items()},
            "ratio_samples_per_s_deepspeed_over_plain":
                round(ds["samples_per_s"] / plain["samples_per_s"], 3),
-           "ratio_peak_mem_deepspeed_over_plain": round(ds["peak_mem_mib"] / plain["peak_mem_mib"], 3),
+           "ratio_peak_mem_deepspeed_over_plain":
+               round(ds["peak_mem_mib"] / plain["peak_mem_mib"], 3),
            "ratio_training_mem_deepspeed_over_plain":
                round(ds["training_mem_mib"] / max(plain["training_mem_mib"], 1e-9), 3),
            "max_loss_diff": loss_diff}

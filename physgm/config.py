@@ -196,7 +196,9 @@ class PretrainConfig(_Section):
     checkpoint_every: int = Field(100, ge=1)
     val_every: int = Field(100, ge=1)
     loss_weights: dict[str, float] = Field(
-        default_factory=lambda: {"rgb": 1.0, "alpha": 0.1, "material": 0.1, "params": 0.01})
+        default_factory=lambda: {"rgb": 1.0, "alpha": 0.01, "material": 0.1, "params": 0.01},
+        description="physgm_losses weights; alpha ≥ 0.1 made the quickstart model turn all "
+        "Gaussians transparent within ~50 steps (novel-view BCE outweighs the rest)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW (β1, β2)")
     eps: float = Field(1e-8, gt=0, description="AdamW ε")

@@ -81,52 +81,76 @@ def _float32(pix: PixelGaussians) -> PixelGaussians:
     return PixelGaussians(**{f.name: getattr(pix, f.name).float() for f in fields(pix)})
 
 
-def render_targets(pix: PixelGaussians, batch: Mapping[str, torch.Tensor],
-                   background: Optional[tuple[float, float, float]] = None,
-                   backend: str = "auto", tile_size: int = 16
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render each scene's per-pixel Gaussians (all V·H·W of them) into its T target views.
+def render_views(pix: PixelGaussians, batch: Mapping[str, torch.Tensor], K: torch.Tensor,
+                 c2w: torch.Tensor, width: int, height: int,
+                 background: Optional[tuple[float, float, float]] = None,
+                 backend: str = "auto", tile_size: int = 16
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render each scene's per-pixel Gaussians (all V·H·W of them) into its cameras
+    K (B, T, 3, 3), c2w (B, T, 4, 4) at ``width`` × ``height``.
 
-    Returns rgb (B, T, Ht, Wt, 3) and alpha (B, T, Ht, Wt), differentiable in ``pix``."""
+    Returns rgb (B, T, height, width, 3) and alpha (B, T, height, width), differentiable in
+    ``pix``; the Gaussians sit on the rays of the input cameras ``batch["K"]``, ``["c2w"]``."""
     pix = _float32(pix)
     b, v, h, w = pix.depth.shape
-    ht, wt = batch["target_images"].shape[-2:]
     rgbs, alphas = [], []
     for i in range(b):
         origins, directions = input_rays(batch["K"][i], batch["c2w"][i], w, h)
         gaussians = pixels_to_gaussians(pix, origins, directions, index=i)
-        for t in range(batch["target_K"].shape[1]):
-            cam = Camera(batch["target_K"][i, t], batch["target_c2w"][i, t], wt, ht)
+        for t in range(K.shape[1]):
+            cam = Camera(K[i, t], c2w[i, t], width, height)
             r = rasterize(gaussians, cam.to(pix.depth.device), background=background,
                           backend=backend, tile_size=tile_size)
             rgbs.append(r.rgb)
             alphas.append(r.alpha)
-    t = batch["target_K"].shape[1]
-    return (torch.stack(rgbs).view(b, t, ht, wt, 3), torch.stack(alphas).view(b, t, ht, wt))
+    t = K.shape[1]
+    return (torch.stack(rgbs).view(b, t, height, width, 3),
+            torch.stack(alphas).view(b, t, height, width))
 
 
 def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.Tensor],
                   loss_weights: Optional[Mapping[str, float]] = None,
                   background: Optional[tuple[float, float, float]] = None,
                   backend: str = "auto", tile_size: int = 16,
-                  compute_dtype: Optional[torch.dtype] = None) -> StepOutput:
+                  compute_dtype: Optional[torch.dtype] = None,
+                  input_targets: int = 0, alpha_loss: str = "bce") -> StepOutput:
     """Forward pass and losses of one batch (call ``backward`` on ``.loss`` yourself).
 
     ``model`` is a ``PhysGM`` or anything that calls it (a DeepSpeed engine);
-    ``compute_dtype`` casts the inputs (bf16 engines); rendering and losses run in fp32."""
+    ``compute_dtype`` casts the inputs (bf16 engines); rendering and losses run in fp32.
+    ``input_targets`` > 0 also renders that many input views and adds them to the image
+    losses (rgb; alpha too when the batch carries input masks ``alpha`` (B, V, 1, H, W)):
+    a pixel's own Gaussian lands on it whatever its depth, so these views pin opacity and
+    colour while the novel views teach depth. ``rgb``/``alpha`` of the output are the novel
+    target views only. ``alpha_loss``: "bce" or "l1" (see ``physgm.model.losses``)."""
     check_batch(batch)
     images, plucker = batch["images"], batch["plucker"]
     if compute_dtype is not None:
         images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
     out = model(images, plucker)
-    rgb, alpha = render_targets(out.gaussians, batch, background, backend, tile_size)
+    n_in = min(int(input_targets), images.shape[1])
+    t = batch["target_K"].shape[1]
+    ht, wt = batch["target_images"].shape[-2:]
+    if n_in and tuple(images.shape[-2:]) != (ht, wt):
+        raise ValueError(f"input views {tuple(images.shape[-2:])} and target views {(ht, wt)} "
+                         "differ in size: set pretrain.input_targets=0 or resize the views")
+    K = torch.cat([batch["target_K"], batch["K"][:, :n_in]], 1)
+    c2w = torch.cat([batch["target_c2w"], batch["c2w"][:, :n_in]], 1)
+    rgb_all, alpha_all = render_views(out.gaussians, batch, K, c2w, wt, ht, background,
+                                      backend, tile_size)
+    target_rgb = torch.cat([batch["target_images"], batch["images"][:, :n_in]], 1)
+    if n_in and "alpha" in batch:
+        alpha, mask = alpha_all, torch.cat([batch["target_alpha"], batch["alpha"][:, :n_in]], 1)
+    else:
+        alpha, mask = alpha_all[:, :t], batch["target_alpha"]
     physics, material, z, z_mask = _labelled(out.physics, batch)
     terms = physgm_losses(
         physics=physics, material=material, z=z, z_mask=z_mask,
-        rgb=rgb, target_rgb=batch["target_images"].permute(0, 1, 3, 4, 2),
-        alpha=alpha, target_mask=batch["target_alpha"][:, :, 0], weights=loss_weights)
+        rgb=rgb_all, target_rgb=target_rgb.permute(0, 1, 3, 4, 2),
+        alpha=alpha, target_mask=mask[:, :, 0], weights=loss_weights, alpha_kind=alpha_loss)
     loss = terms["total"] + 0.0 * _touch(out)
-    return StepOutput(loss=loss, terms=terms, rgb=rgb, alpha=alpha, out=out)
+    return StepOutput(loss=loss, terms=terms, rgb=rgb_all[:, :t], alpha=alpha_all[:, :t],
+                      out=out)
 
 
 def _touch(out: PhysGMOutput) -> torch.Tensor:

@@ -47,7 +47,8 @@ def synthetic_scene(seed: int, n_views: int = 2, n_targets: int = 1, size: int =
     iv, it = slice(0, n_views), slice(n_views, None)
     return {"scene_id": f"synthetic-{seed}", "images": rgb[iv],
             "plucker": plucker_batch(cams[iv]),
-            "K": torch.stack([c.K for c in cams[iv]]), "c2w": torch.stack([c.c2w for c in cams[iv]]),
+            "K": torch.stack([c.K for c in cams[iv]]),
+            "c2w": torch.stack([c.c2w for c in cams[iv]]),
             "target_images": rgb[it], "target_alpha": alpha[it],
             "target_K": torch.stack([c.K for c in cams[it]]),
             "target_c2w": torch.stack([c.c2w for c in cams[it]]),

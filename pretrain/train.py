@@ -103,10 +103,12 @@ def _progress_bar(total: int, start: int, in_ray: bool):
 
 
 def train_worker(config: dict) -> dict:
-    """Ray Train's ``train_loop_per_worker``; alone it is a one-worker run. ``config``:
-    ``cfg`` (RunConfig as a dict), ``run_id`` (MLflow), ``resume_from`` (checkpoint or
-    None), ``progress`` (bool), ``in_ray`` (bool: a Ray Train worker), ``stop_at`` (optional step after which this invocation
-    checkpoints and stops, to resume later). Returns the latest metrics (rank 0; {} else)."""
+    """Ray Train's ``train_loop_per_worker``; alone it is a one-worker run.
+
+    ``config``: ``cfg`` (RunConfig as a dict), ``run_id`` (MLflow), ``resume_from``
+    (checkpoint or None), ``progress`` (bool), ``in_ray`` (bool: a Ray Train worker),
+    ``stop_at`` (optional step after which this invocation checkpoints and stops, to resume
+    later). Returns the latest metrics (rank 0; {} elsewhere)."""
     cfg = RunConfig.model_validate(config["cfg"])
     p = cfg.pretrain
     in_ray = bool(config.get("in_ray"))
@@ -146,7 +148,7 @@ def train_worker(config: dict) -> dict:
             epoch, index, batch = next(batches)
             batch = to_device(batch, engine.device)
             out = pretrain_step(engine.model, batch, p.loss_weights, **render,
-                                compute_dtype=engine.dtype)
+                                compute_dtype=engine.dtype, input_targets=p.input_targets)
             engine.backward_step(out.loss)
             state.epoch, state.index = order.advance(epoch, index)
             window.add(_batch_scalars(out, batch))

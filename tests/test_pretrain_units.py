@@ -265,3 +265,34 @@ def test_start_run_nests_logs_config_and_resumes(mlflow_store):
         assert again.info.run_id == child.info.run_id
     assert tracking.log_config(child.info.run_id, changed) == ["pretrain.lr"]
     assert mlflow.active_run() is None
+
+
+def test_input_views_join_the_image_losses():
+    from physgm.model.losses import alpha_loss
+
+    torch.manual_seed(0)
+    model = PhysGM(ModelConfig(**TINY)).eval()
+    batch = synthetic_batch(2, n_views=2, n_targets=1, size=32)
+    with torch.no_grad():
+        novel = pretrain_step(model, batch, backend="torch")
+        both = pretrain_step(model, batch, backend="torch", input_targets=1)
+        batch["alpha"] = torch.ones(2, 2, 1, 32, 32)
+        masked = pretrain_step(model, batch, backend="torch", input_targets=5, alpha_loss="l1")
+    assert both.rgb.shape == novel.rgb.shape == (2, 1, 32, 32, 3)     # outputs: novel views
+    assert torch.allclose(both.rgb, novel.rgb)
+    # rgb term = mean over [novel target, input view 0] renders; alpha: novel only (no masks)
+    own = pretrain_step(model, {**batch, "target_K": batch["K"][:, :1],
+                                "target_c2w": batch["c2w"][:, :1],
+                                "target_images": batch["images"][:, :1]}, backend="torch")
+    expect = 0.5 * (novel.terms["rgb"] + own.terms["rgb"])
+    assert float(both.terms["rgb"]) == pytest.approx(float(expect), rel=1e-5)
+    assert float(both.terms["alpha"]) == pytest.approx(float(novel.terms["alpha"]), rel=1e-6)
+    # with input masks, alpha covers the novel view and both inputs (input_targets capped at V)
+    ra = torch.cat([novel.alpha, own.alpha,
+                    pretrain_step(model, {**batch, "target_K": batch["K"][:, 1:],
+                                          "target_c2w": batch["c2w"][:, 1:],
+                                          "target_images": batch["images"][:, 1:]},
+                                  backend="torch").alpha], 1)
+    mask = torch.cat([batch["target_alpha"][:, :, 0], torch.ones(2, 2, 32, 32)], 1)
+    assert float(masked.terms["alpha"]) == pytest.approx(float(alpha_loss(ra, mask, "l1")),
+                                                         rel=1e-5)
