@@ -12,7 +12,7 @@ def test_bench_pretrain_smoke(capsys):
     assert line.startswith('{"benchmark": "pretrain"')
     for variant in ("plain", "deepspeed"):
         r = out["results"][variant]
-        assert r["samples_per_s"] > 0 and r["peak_mem_mib"] > r["mem_before_training_mib"] > 0
+        assert r["samples_per_s"] > 0 and r["peak_mem_mib"] >= r["mem_before_training_mib"] > 0
     assert out["ratio_samples_per_s_deepspeed_over_plain"] > 0
     assert out["ratio_peak_mem_deepspeed_over_plain"] > 0
     # same initial weights, batches, optimizer, clipping and schedule: the same losses
