@@ -24,7 +24,7 @@ from physgm.materials import MATERIALS
 def policy_choice(head, tokens: np.ndarray) -> tuple[int, np.ndarray]:
     """(material index, z (P,)) of a physics head's mode for one scene's tokens (G, D)."""
     with torch.no_grad():
-        dist = head(torch.as_tensor(tokens).float()[None]).distribution()
+        dist = head(torch.tensor(tokens).float()[None]).distribution()
         m, z = dist.mode()
     return int(m[0]), z[0].float().cpu().numpy()
 

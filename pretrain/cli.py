@@ -78,12 +78,17 @@ def evaluate(
     log_mlflow: Annotated[bool, typer.Option(
         "--log-mlflow", help="also log the figures as eval/* metrics of a new MLflow run")]
     = False,
+    dpo: Annotated[Optional[Path], typer.Option(
+        "--dpo", help="a DPO checkpoint (e.g. runs/<name>/checkpoints/dpo): also compare "
+        "w/o vs w/ DPO on simulated videos (video reward, win rate, material, log10 E)")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Score a checkpoint on held-out scenes against the TRUE physical parameters.
 
     Novel-view PSNR, material accuracy, log10 E and ν errors, next to the annotator's own
-    accuracy and errors on the same scenes."""
+    accuracy and errors on the same scenes. With --dpo, also the paper-style table of the
+    pretrained model (w/o DPO) against the DPO model (w/ DPO), each simulated at its mean
+    parameters and scored against the GT video."""
     from pretrain.evaluate import evaluate_checkpoint, format_report, mlflow_metrics
 
     cfg = get_config(config, set_)
@@ -94,13 +99,31 @@ def evaluate(
         result = evaluate_checkpoint(ckpt, cfg, data, split, scenes, views)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
+    metrics = mlflow_metrics(result)
+    if dpo is not None:
+        from learner.dpo import ensure_ray
+        from learner.evaluate import format_table, run_comparison
+        from learner.evaluate import mlflow_metrics as dpo_metrics
+
+        if data is not None:
+            cfg.data.path = str(data)
+        ensure_ray(cfg)
+        try:
+            summary, _ = run_comparison(cfg, str(ckpt), str(dpo), scenes or None, split)
+        except (FileNotFoundError, ValueError) as err:
+            fail(str(err))
+        result["dpo_comparison"] = summary
+        result["dpo_table"] = format_table(summary)
+        metrics.update(dpo_metrics(summary))
     if log_mlflow:
         from pretrain import tracking
 
         with tracking.start_run(cfg, "eval") as run:
-            tracking.log_metrics(cfg, run.info.run_id, mlflow_metrics(result), 0)
+            tracking.log_metrics(cfg, run.info.run_id, metrics, 0)
         result["mlflow_run_id"] = run.info.run_id
     if json_:
         typer.echo(json.dumps(_clean(result)))
     else:
         typer.echo(format_report(result))
+        if "dpo_table" in result:
+            typer.echo("\n" + result["dpo_table"])

@@ -64,6 +64,17 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
     model, _ = load_model(s["checkpoint"])  # the DPO model is a loadable checkpoint
     assert model.physics_head is not None
 
+    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+
+    summary, rows = run_comparison(cfg, str(cfg.run_dir / "checkpoints" / "final"),
+                                   s["checkpoint"], n_scenes=2)
+    assert summary["n_scenes"] == len(rows) == 2 and 0.0 <= summary["win_rate"] <= 1.0
+    for name in ("pretrained", "dpo"):
+        assert summary[name]["reward"] <= 0.0 and 0.0 <= summary[name]["material_ok"] <= 1.0
+    assert "w/ DPO" in format_table(summary)
+    assert set(mlflow_metrics(summary)) >= {"eval/win_rate", "eval/video_reward/dpo",
+                                            "eval/E_mae_log10/pretrained"}
+
 
 def test_killed_actor_is_restarted_and_no_task_is_lost_or_doubled(workdir):
     from learner.dpo import run_dpo
