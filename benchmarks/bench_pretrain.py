@@ -102,6 +102,8 @@ def _spawn(variant: str, args: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args["threads"]), DS_ACCELERATOR=os.environ.get(
         "DS_ACCELERATOR", "cuda" if args["gpu"] else "cpu"),
         PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        env.pop(var, None)          # a parent's process group: the child makes its own
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", variant,
                            "--child-args", json.dumps(args)], env=env, cwd=root,
                           capture_output=True, text=True)
