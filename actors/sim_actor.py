@@ -81,6 +81,7 @@ class SimActorCore:
         t2 = time.perf_counter()
         # failed simulations are not sent: they get the failure reward (and are counted)
         ok = [i for i, c in enumerate(cands) if c.video is not None]
+        errors_before = self.reward.errors
         scored = self.reward.score_candidates(task.scene_id, scene.reference,
                                               [cands[i].video for i in ok]) if ok else []
         rewards = np.full(len(cands), self.reward.failure_reward, np.float64)
@@ -102,7 +103,7 @@ class SimActorCore:
             {"sample_s": t1 - t0, "sim_s": sum(c.sim_s for c in cands),
              "render_s": sum(c.render_s for c in cands), "reward_s": t3 - t2,
              "total_s": time.perf_counter() - t0,
-             "failed_sims": len(cands) - len(ok), "reward_errors": self.reward.errors},
+             "failed_sims": len(cands) - len(ok), "reward_errors": self.reward.errors - errors_before},
             self.name, videos)
 
 

@@ -103,7 +103,7 @@ class Orchestrator:
         st.coverage[result.scene_id] = st.coverage.get(result.scene_id, 0) + 1
         st.pairs_received += len(result.pairs)
         st.failed_sims += result.timings.get("failed_sims", 0)
-        st.reward_errors = max(st.reward_errors, result.timings.get("reward_errors", 0))
+        st.reward_errors += result.timings.get("reward_errors", 0)  # this task's errors
         st.rewards_sum += float(np.sum(result.rewards))
         st.rewards_count += len(result.rewards)
         for key in ("sim_s", "render_s", "reward_s"):
