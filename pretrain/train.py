@@ -112,6 +112,8 @@ def train_worker(config: dict) -> dict:
     cfg = RunConfig.model_validate(config["cfg"])
     p = cfg.pretrain
     in_ray = bool(config.get("in_ray"))
+    if config.get("cwd"):  # Ray Train starts workers elsewhere: relative config paths
+        os.chdir(config["cwd"])  # (data.path, out_dir) mean the driver's directory
     torch.set_num_threads(max(1, int(p.cpus_per_worker)))
     seed_everything(cfg.seed)
     render = dict(background=tuple(cfg.render.background), backend=cfg.render.backend,
@@ -246,7 +248,8 @@ def run_pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False,
               "resume_from": str(resume_from) if resume_from else None, "progress": progress}
     status = "FAILED"
     try:
-        metrics = _fit_ray(cfg, {**config, "in_ray": True}) if use_ray else _fit_local(config)
+        metrics = (_fit_ray(cfg, {**config, "in_ray": True, "cwd": os.getcwd()}) if use_ray
+                   else _fit_local(config))
         latest = latest_checkpoint(checkpoint_root(cfg))
         state = read_state(latest)
         done = state.step >= cfg.pretrain.steps
