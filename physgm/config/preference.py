@@ -1,0 +1,91 @@
+"""Sections of preference optimisation: ``reward`` (the video reward) and ``dpo``."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from physgm.config.sections import _Section
+
+
+class RewardConfig(_Section):
+    """Video reward: reward = −(w_mask·(1 − mIoU) + w_track·track_error), see reward/."""
+
+    backend: Literal["classical", "sam2_cotracker"] = "classical"
+    w_mask: float = Field(1.0, ge=0)
+    w_track: float = Field(1.0, ge=0)
+    failure_reward: float = Field(-2.0, le=0)
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    sam2_checkpoint: Optional[str] = None
+    cotracker_checkpoint: Optional[str] = None
+    random_init: bool = False
+    grid_size: int = Field(10, ge=2)
+    replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(4, ge=1)
+    num_gpus: float = Field(0.0, ge=0)
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per reward replica")
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                        "resources per replica, e.g. {reward: 1}")
+    device: Literal["cpu", "cuda", "auto"] = Field("auto", description="sam2_cotracker models")
+    background: tuple[int, int, int] = Field((0, 0, 0), description="RGB 0..255 of the "
+                                             "renderer's background (foreground = differs)")
+    fg_threshold: int = Field(10, ge=0, le=254, description="max |pixel − background| over "
+                              "channels above which a pixel is foreground (0..255)")
+    sam2_image_size: int = Field(1024, ge=64, le=4096, description="SAM-2 input size "
+                                 "(1024 for the released checkpoints; small for tests)")
+    cotracker_resolution: tuple[int, int] = Field((384, 512), description="(H, W) CoTracker "
+                                                  "input, multiples of 4 (released: 384×512)")
+    cotracker_iters: int = Field(6, ge=1, le=32)
+    visibility_threshold: float = Field(0.9, gt=0, lt=1, description="CoTracker visibility "
+                                        "probability above which a point counts as visible")
+    lk_window: int = Field(15, ge=3, le=101, description="Lucas–Kanade window [px]")
+    lk_levels: int = Field(3, ge=0, le=8, description="Lucas–Kanade pyramid levels")
+    lk_fb_threshold_px: float = Field(1.0, gt=0, description="forward–backward error [px] "
+                                      "above which a classical track is lost")
+    cache_size: int = Field(64, ge=1, description="reference scenes kept in the cache")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="Serve batching wait")
+
+
+class DPOConfig(_Section):
+    """Preference optimisation of the physics head (actors → reward → learner)."""
+
+    beta: float = Field(0.1, gt=0, description="DPO inverse temperature β")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO ε "
+                                   "(sigmoid loss only)")
+    rpo_alpha: float = Field(0.0, ge=0, description="weight of the chosen sets' NLL added to "
+                             "the DPO loss (TRL's rpo_alpha): anchors the Gaussian policy on "
+                             "the winners instead of only pushing away from the losers")
+    k: int = Field(4, ge=2, description="candidates sampled per scene")
+    n_actors: int = Field(2, ge=1, description="simulation actors")
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
+    actor_gpus: float = Field(0.0, ge=0, description="GPU fraction per simulation actor")
+    actor_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                              "resources per actor, e.g. {sim_actor: 1}: "
+                                              "pins actors to their cluster node type")
+    learner_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                                "resources of the learner, e.g. {learner: 1}")
+    epochs: int = Field(2, ge=1, description="passes over the training scenes (one task = "
+                        "one scene: K samples, simulations, renders, rewards)")
+    steps: Optional[int] = Field(None, ge=1, description="stop after this many learner steps "
+                                 "(None: when every task of every epoch is done)")
+    batch_pairs: int = Field(4, ge=1, description="pairs per learner step")
+    updates_per_batch: int = Field(1, ge=1, le=64, description="optimizer updates per batch "
+                                   "of pairs (PPO-style reuse of scarce simulated pairs)")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage of the learner")
+    learner_gpus: float = Field(0.0, ge=0)
+    max_staleness: int = Field(2, ge=0, description="drop pairs sampled more than this many "
+                               "policy versions ago")
+    publish_every: int = Field(1, ge=1, description="learner steps between weight versions")
+    queue_size: int = Field(16, ge=1, description="bounded rollout queue: actors wait when full")
+    max_restarts: int = Field(3, ge=0, description="restarts of a dead simulation actor")
+    pair_mode: Literal["best_worst", "margin"] = "best_worst"
+    reward_margin: float = Field(0.0, ge=0, description="minimum reward gap for a pair")
+    checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
+    log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
+                                  "loser video artifacts")
+    eval_scenes: int = Field(16, ge=1, description="held-out scenes for `physgm eval`")
+    seed: int = 0

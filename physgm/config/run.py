@@ -1,0 +1,38 @@
+"""``RunConfig``: the whole job, one section per stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from physgm.config.preference import DPOConfig, RewardConfig
+from physgm.config.sections import (DataConfig, ModelConfig, MPMConfig, PretrainConfig,
+                                    RenderConfig, _Section)
+from physgm.config.serve import ServeConfig
+
+
+class RunConfig(_Section):
+    """The whole job: one section per stage."""
+
+    name: str = "quickstart"
+    out_dir: str = "runs"
+    seed: int = 0
+    sim: MPMConfig = Field(default_factory=MPMConfig)
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ ") or v.startswith("."):
+            raise ValueError("run name must be a plain folder name (no slashes or spaces)")
+        return v
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
