@@ -7,18 +7,14 @@ names the field, the allowed range and the value given.
 """
 from __future__ import annotations
 
-# What the single-module physgm.config imported at module level stays importable from it.
-from pathlib import Path  # noqa: F401
-from typing import Any, Literal, Optional  # noqa: F401
-
-import yaml  # noqa: F401
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError,  # noqa: F401
-                      field_validator, model_validator)
-
-from physgm.config.loading import (ConfigError, _describe, _merge, _set_path, build_config,
-                                   dump_config, flatten, load_config, parse_overrides)
+from physgm.config.loading import (ConfigError, build_config, dump_config, flatten, load_config,
+                                   parse_overrides)
 from physgm.config.preference import DPOConfig, RewardConfig
 from physgm.config.run import RunConfig
 from physgm.config.sections import (DataConfig, ModelConfig, MPMConfig, PretrainConfig,
-                                    RenderConfig, _Section)
-from physgm.config.serve import _SERVE_SIM, ServeConfig
+                                    RenderConfig)
+from physgm.config.serve import ServeConfig
+
+__all__ = ["ConfigError", "DPOConfig", "DataConfig", "MPMConfig", "ModelConfig", "PretrainConfig",
+           "RenderConfig", "RewardConfig", "RunConfig", "ServeConfig", "build_config",
+           "dump_config", "flatten", "load_config", "parse_overrides"]
