@@ -31,12 +31,15 @@ def store(tmp_path_factory):
     return path
 
 
-def _cfg(tmp_path, store, name="t", **pretrain) -> RunConfig:
+def _cfg(tmp_path, store, name="t", relative=False, **pretrain) -> RunConfig:
     p = dict(steps=8, warmup_steps=2, batch_size=2, lr=2e-3, views=[1, 3], n_targets=1,
              log_every=2, val_every=4, checkpoint_every=4, keep_checkpoints=1, num_workers=1)
     p.update(pretrain)
-    return build_config({"name": name, "out_dir": str(tmp_path / "runs"), "model": TINY,
-                         "data": {**DATA, "path": str(store)}, "pretrain": p,
+    out_dir, data = str(tmp_path / "runs"), str(store)
+    if relative:  # paths as a user writes them in a YAML: relative to the current directory
+        out_dir, data = "runs", os.path.relpath(store, tmp_path)
+    return build_config({"name": name, "out_dir": out_dir, "model": TINY,
+                         "data": {**DATA, "path": data}, "pretrain": p,
                          "render": {"backend": "torch"}})
 
 
@@ -93,8 +96,9 @@ def test_two_ray_workers_log_to_mlflow(tmp_path, store, monkeypatch):
 
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)       # left by in-process DeepSpeed runs
-    cfg = _cfg(tmp_path, store, name="ray", steps=4, batch_size=1, num_workers=2,
-               val_every=4, checkpoint_every=4, log_every=1)
+    monkeypatch.chdir(tmp_path)  # relative data.path/out_dir must mean this directory to
+    cfg = _cfg(tmp_path, store, name="ray", relative=True, steps=4, batch_size=1,  # workers
+               num_workers=2, val_every=4, checkpoint_every=4, log_every=1)
     ray.init(num_cpus=2, include_dashboard=False,
              runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}})
     try:
