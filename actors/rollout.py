@@ -109,6 +109,19 @@ def simulate_and_render(scene: RolloutScene, material: int, z: np.ndarray, width
     return Candidate(int(material), z, params, video, "ok", sim_s, time.perf_counter() - t1)
 
 
+def simulate_and_score(scene: RolloutScene, scorer, material: int, z: np.ndarray, width: int,
+                       height: int, backend: str = "auto"):
+    """One parameter set simulated, rendered and scored in-process against the scene's
+    reference (``scorer``: a ``reward.scorer.RewardScorer`` whose reference for
+    ``scene.scene_id`` is prepared) → (Candidate, RewardResult); a failed simulation gets
+    the scorer's failure reward. The DPO actors score K videos at once via the reward
+    service instead."""
+    cand = simulate_and_render(scene, material, z, width, height, backend)
+    res = (scorer.failed(cand.status, cand.message) if cand.video is None
+           else scorer.score_batch(scene.scene_id, [cand.video])[0])
+    return cand, res
+
+
 def make_pairs(rewards: np.ndarray, mode: str = "best_worst", margin: float = 0.0
                ) -> list[tuple[int, int]]:
     """Indices (chosen, rejected) from K rewards (higher = better).

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from actors.rollout import RolloutScene, simulate_and_render
+from actors.rollout import RolloutScene, simulate_and_score
 from physgm.materials import LOG_PARAMS, MATERIALS, NORM, PARAM_NAMES, normalize
 
 
@@ -50,9 +50,7 @@ def sweep(scene: RolloutScene, scorer, param: str, offsets: list[float], width: 
     for off in offsets:
         m, z = shifted_z(scene, param, float(off))
         t0 = time.perf_counter()
-        cand = simulate_and_render(scene, m, z, width, height, backend)
-        res = (scorer.failed(cand.status, cand.message) if cand.video is None
-               else scorer.score_batch(scene.scene_id, [cand.video])[0])
+        cand, res = simulate_and_score(scene, scorer, m, z, width, height, backend)
         row = {"offset": float(off), "value": float(getattr(cand.params, param)),
                "reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error), "status": cand.status,

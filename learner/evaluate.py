@@ -16,7 +16,7 @@ import numpy as np
 import ray
 import torch
 
-from actors.rollout import simulate_and_render
+from actors.rollout import simulate_and_score
 from physgm.config import RunConfig
 from physgm.materials import MATERIALS
 
@@ -36,9 +36,7 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
     w, h = scene.reference.shape[2], scene.reference.shape[1]
     for name, head in heads.items():
         m, z = policy_choice(head, tokens)
-        cand = simulate_and_render(scene, m, z, w, h, cfg.render.backend)
-        res = (scorer.failed(cand.status, cand.message) if cand.video is None
-               else scorer.score_batch(scene.scene_id, [cand.video])[0])
+        cand, res = simulate_and_score(scene, scorer, m, z, w, h, cfg.render.backend)
         row = {"reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error),
                "material": MATERIALS[m].value, "E": cand.params.E, "status": cand.status}
