@@ -17,6 +17,7 @@ import ray
 import torch
 
 from actors.rollout import simulate_and_score
+from learner.eval_stats import bootstrap_mean, paired_bootstrap
 from physgm.config import RunConfig
 from physgm.materials import MATERIALS
 
@@ -47,19 +48,26 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
     return out
 
 
+FIGURES = ("reward", "mask_iou", "track_error", "material_ok", "E_err_log10")
+
+
 def summarize(rows: list[dict], names=("pretrained", "dpo")) -> dict:
-    """Mean figures per policy and the win rate of the second over the first."""
+    """Mean figures per policy, the win rate of the second over the first, and (under
+    "delta") the paired difference second − first of each figure with its bootstrap 95 %
+    interval over scenes ({"mean", "lo", "hi"}; see ``eval_stats``)."""
     a, b = names
     summary = {}
+    present = [k for k in FIGURES if rows and k in rows[0][a]]
     for name in names:
-        vals = [r[name] for r in rows]
-        summary[name] = {k: float(np.mean([v[k] for v in vals]))
-                         for k in ("reward", "mask_iou", "track_error", "material_ok",
-                                   "E_err_log10") if k in vals[0]}
+        summary[name] = {k: float(np.mean([r[name][k] for r in rows])) for k in present}
     wins = [1.0 if r[b]["reward"] > r[a]["reward"] + 1e-9 else
             0.5 if abs(r[b]["reward"] - r[a]["reward"]) <= 1e-9 else 0.0 for r in rows]
     summary["win_rate"] = float(np.mean(wins)) if wins else float("nan")
     summary["n_scenes"] = len(rows)
+    if rows:
+        summary["delta"] = {k: paired_bootstrap([r[a][k] for r in rows], [r[b][k] for r in rows])
+                            for k in present}
+        summary["win_rate_ci"] = bootstrap_mean(wins)
     return summary
 
 
@@ -74,14 +82,33 @@ def format_table(summary: dict, names=("pretrained", "dpo")) -> str:
         lines.append(f"{labels.get(n, n):<10}{s['reward']:>16.4f}{s['mask_iou']:>12.3f}"
                      f"{s['track_error']:>13.4f}{s.get('material_ok', float('nan')):>16.3f}"
                      f"{s.get('E_err_log10', float('nan')):>15.3f}")
+    ci = summary.get("win_rate_ci")
+    ci_text = f" (95% CI {ci['lo']:.0%}–{ci['hi']:.0%})" if ci else ""
     lines.append(f"win rate of w/ DPO over w/o DPO (video closer to GT): "
-                 f"{summary['win_rate']:.1%} on {summary['n_scenes']} held-out scenes")
+                 f"{summary['win_rate']:.1%}{ci_text} on {summary['n_scenes']} held-out scenes")
+    delta = summary.get("delta")
+    if delta:
+        lines += ["", f"{'w/ − w/o DPO, paired over scenes':<34}{'change':>10}   95% CI"]
+        for key, label, places in _DELTA_ROWS:
+            if key in delta:
+                d = delta[key]
+                lines.append(f"{label:<34}{d['mean']:>+10.{places}f}   "
+                             f"[{d['lo']:+.{places}f}, {d['hi']:+.{places}f}]")
+        lines.append("(an interval that excludes 0 is a change the draw of scenes does not explain)")
     return "\n".join(lines)
 
 
+_DELTA_ROWS = (("reward", "video reward ↑", 4), ("mask_iou", "mask IoU ↑", 3),
+               ("track_error", "track err ↓", 4), ("material_ok", "material acc ↑", 3),
+               ("E_err_log10", "log10 E err ↓", 3))
+
+
 def mlflow_metrics(summary: dict) -> dict:
-    """``eval/win_rate`` and ``eval/{video_reward,material_acc,E_mae_log10}/{pretrained,dpo}``."""
+    """``eval/win_rate``, ``eval/{video_reward,material_acc,E_mae_log10}/{pretrained,dpo}``
+    and ``eval/delta/<figure>/{mean,lo,hi}`` (paired w/ − w/o DPO and its 95 % interval)."""
     out = {"eval/win_rate": summary["win_rate"]}
+    for key, d in summary.get("delta", {}).items():
+        out.update({f"eval/delta/{key}/{part}": d[part] for part in ("mean", "lo", "hi")})
     for name in ("pretrained", "dpo"):
         s = summary[name]
         out[f"eval/video_reward/{name}"] = s["reward"]
