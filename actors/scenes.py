@@ -39,9 +39,12 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, sim_cfg: MPMConfig | None 
 
 
 def scene_split(cfg: RunConfig, split: str) -> list[str]:
-    from physgm.data.store import open_store, splits
+    """Scene ids of ``split`` (train | val | test, or all: every complete scene, for a store
+    that was never trained on) in ``cfg.data.path``."""
+    from physgm.data.store import list_scenes, open_store, splits
 
-    ids = splits(open_store(cfg.data.path, "r")).get(split, [])
+    root = open_store(cfg.data.path, "r")
+    ids = sorted(list_scenes(root)) if split == "all" else splits(root).get(split, [])
     if not ids:
         raise ValueError(f"{cfg.data.path} has no '{split}' scenes: generate more scenes "
                          "(physgm data synth --scenes N) or change data.val/test_fraction")

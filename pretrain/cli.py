@@ -71,7 +71,9 @@ def evaluate(
         help="checkpoint directory or .pt file (default runs/<name>/checkpoints/final)")] = None,
     data: Annotated[Optional[Path], typer.Option(
         help="scene store (default data.path)")] = None,
-    split: Annotated[str, typer.Option(help="train | val | test")] = "test",
+    split: Annotated[str, typer.Option(
+        help="train | val | test | all (every scene: for a store never trained on, e.g. one "
+             "synthesised with another data.seed)")] = "test",
     scenes: Annotated[int, typer.Option(help="at most this many scenes (0 = all)")] = 0,
     views: Annotated[Optional[int], typer.Option(
         help="input views per scene (default pretrain.val_views)")] = None,
@@ -93,8 +95,8 @@ def evaluate(
 
     cfg = get_config(config, set_)
     ckpt = checkpoint or cfg.run_dir / "checkpoints" / "final"
-    if split not in ("train", "val", "test"):
-        fail(f"--split must be train, val or test, got {split!r}")
+    if split not in ("train", "val", "test", "all"):
+        fail(f"--split must be train, val, test or all, got {split!r}")
     try:
         result = evaluate_checkpoint(ckpt, cfg, data, split, scenes, views)
     except (FileNotFoundError, ValueError) as err:

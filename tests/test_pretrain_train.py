@@ -141,6 +141,14 @@ def test_eval_cli_prints_figures(tmp_path, store):
     assert 0 <= figures["annotator"]["material_acc"] <= 1
     table = CliRunner().invoke(app, args[:-5] + ["--set", "render.backend=torch"])
     assert table.exit_code == 0 and "annotator" in table.output
+    every = CliRunner().invoke(app, args[:5] + ["--split", "all"] + args[5:])
+    assert every.exit_code == 0, every.output  # a store never trained on: all its scenes
+    assert json.loads(every.output.strip().splitlines()[-1])["n_scenes"] == DATA["n_scenes"]
+    from actors.scenes import scene_split
+    assert len(scene_split(cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"path": str(store)})}), "all")) == DATA["n_scenes"]
+    bad = CliRunner().invoke(app, args[:5] + ["--split", "validation"])
+    assert bad.exit_code == 2 and "train, val, test or all" in bad.output
     missing = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no PhysGM checkpoint" in missing.output
     assert os.path.isdir(ckpt)
