@@ -44,7 +44,7 @@ def scene_split(cfg: RunConfig, split: str) -> list[str]:
     from physgm.data.store import list_scenes, open_store, splits
 
     root = open_store(cfg.data.path, "r")
-    ids = sorted(list_scenes(root)) if split == "all" else splits(root).get(split, [])
+    ids = list_scenes(root) if split == "all" else splits(root).get(split, [])
     if not ids:
         raise ValueError(f"{cfg.data.path} has no '{split}' scenes: generate more scenes "
                          "(physgm data synth --scenes N) or change data.val/test_fraction")

@@ -48,7 +48,11 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
     return out
 
 
-FIGURES = ("reward", "mask_iou", "track_error", "material_ok", "E_err_log10")
+# (figure key, column label, decimals, column width) of the comparison table, in order.
+_COLUMNS = (("reward", "video reward ↑", 4, 16), ("mask_iou", "mask IoU ↑", 3, 12),
+            ("track_error", "track err ↓", 4, 13), ("material_ok", "material acc ↑", 3, 16),
+            ("E_err_log10", "log10 E err ↓", 3, 15))
+FIGURES = tuple(key for key, *_ in _COLUMNS)
 
 
 def summarize(rows: list[dict], names=("pretrained", "dpo")) -> dict:
@@ -74,14 +78,12 @@ def summarize(rows: list[dict], names=("pretrained", "dpo")) -> dict:
 def format_table(summary: dict, names=("pretrained", "dpo")) -> str:
     """The paper-style comparison table (plain text)."""
     labels = {"pretrained": "w/o DPO", "dpo": "w/ DPO"}
-    head = f"{'':<10}{'video reward ↑':>16}{'mask IoU ↑':>12}{'track err ↓':>13}" \
-           f"{'material acc ↑':>16}{'log10 E err ↓':>15}"
+    head = f"{'':<10}" + "".join(f"{label:>{width}}" for _, label, _, width in _COLUMNS)
     lines = [head, "-" * len(head)]
     for n in names:
         s = summary[n]
-        lines.append(f"{labels.get(n, n):<10}{s['reward']:>16.4f}{s['mask_iou']:>12.3f}"
-                     f"{s['track_error']:>13.4f}{s.get('material_ok', float('nan')):>16.3f}"
-                     f"{s.get('E_err_log10', float('nan')):>15.3f}")
+        lines.append(f"{labels.get(n, n):<10}" + "".join(
+            f"{s.get(key, float('nan')):>{width}.{places}f}" for key, _, places, width in _COLUMNS))
     ci = summary.get("win_rate_ci")
     ci_text = f" (95% CI {ci['lo']:.0%}–{ci['hi']:.0%})" if ci else ""
     lines.append(f"win rate of w/ DPO over w/o DPO (video closer to GT): "
@@ -89,18 +91,13 @@ def format_table(summary: dict, names=("pretrained", "dpo")) -> str:
     delta = summary.get("delta")
     if delta:
         lines += ["", f"{'w/ − w/o DPO, paired over scenes':<34}{'change':>10}   95% CI"]
-        for key, label, places in _DELTA_ROWS:
+        for key, label, places, _ in _COLUMNS:
             if key in delta:
                 d = delta[key]
                 lines.append(f"{label:<34}{d['mean']:>+10.{places}f}   "
                              f"[{d['lo']:+.{places}f}, {d['hi']:+.{places}f}]")
         lines.append("(an interval that excludes 0 is a change the draw of scenes does not explain)")
     return "\n".join(lines)
-
-
-_DELTA_ROWS = (("reward", "video reward ↑", 4), ("mask_iou", "mask IoU ↑", 3),
-               ("track_error", "track err ↓", 4), ("material_ok", "material acc ↑", 3),
-               ("E_err_log10", "log10 E err ↓", 3))
 
 
 def mlflow_metrics(summary: dict) -> dict:
