@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -299,7 +301,15 @@ def _fit_ray(cfg: RunConfig, config: dict) -> dict:
                                      resources_per_worker={"CPU": p.cpus_per_worker}),
         run_config=RayRunConfig(name=f"{cfg.name}-{STAGE}",
                                 storage_path=str((cfg.run_dir / "ray").resolve())))
-    result = trainer.fit()
+    # Ray Train installs its own SIGINT handler (abort the training run) and leaves it in
+    # place: restore ours after fit, or a Ctrl-C in a later stage of `physgm run` (DPO) is
+    # swallowed instead of checkpointing and exiting.
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        result = trainer.fit()
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
     metrics = result.metrics or {}
     return {k[len(STAGE) + 1:]: v for k, v in metrics.items() if k.startswith(f"{STAGE}/")}
 

@@ -150,3 +150,28 @@ def test_appearance_mix_uses_other_palettes():
     always = {sample_appearance("metal", pts, np.random.default_rng(s), 1.0).info["palette"]
               for s in range(50)}
     assert "metal" not in always and len(always) >= 3
+
+
+def test_physics_cue_ties_colour_to_E_and_the_second_parameter():
+    """With the cue, brightness falls and saturation rises with E / yield stress within one
+    material (rank correlation near ±1 at c = 1); with c = 0 the draws are the cue-free ones."""
+    from physgm.data.appearance import range_position
+    from physgm.materials import sample_params
+
+    pts, _ = sample_object(_spec("sphere"), 0.04)
+    params = [sample_params("plasticine", np.random.default_rng(100 + s)) for s in range(30)]
+    hsv = np.array([sample_appearance("plasticine", pts, np.random.default_rng(s), 0.0, p,
+                                      physics_cue=1.0).info["hsv"] for s, p in enumerate(params)])
+    t_e = [range_position(p, "E") for p in params]
+    t_y = [range_position(p, "yield_stress") for p in params]
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(t_e), rank(hsv[:, 2]))[0, 1] < -0.99
+    assert np.corrcoef(rank(t_y), rank(hsv[:, 1]))[0, 1] > 0.99
+    for s, p in enumerate(params[:5]):
+        plain = sample_appearance("plasticine", pts, np.random.default_rng(s), 0.1)
+        zero = sample_appearance("plasticine", pts, np.random.default_rng(s), 0.1, p, 0.0)
+        np.testing.assert_allclose(plain.colors, zero.colors, atol=1e-6)
+    with pytest.raises(ValueError, match="true parameters"):
+        sample_appearance("plasticine", pts, np.random.default_rng(0), 0.0, physics_cue=0.5)
+    with pytest.raises(ValueError, match="physics_cue"):
+        sample_appearance("plasticine", pts, np.random.default_rng(0), 0.0, params[0], 1.5)

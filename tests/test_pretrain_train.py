@@ -2,6 +2,7 @@
 continues exactly, 2 Ray Train workers log to MLflow, and ``physgm eval --json`` reports."""
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -101,11 +102,14 @@ def test_two_ray_workers_log_to_mlflow(tmp_path, store, monkeypatch):
                num_workers=2, val_every=4, checkpoint_every=4, log_every=1)
     ray.init(num_cpus=2, include_dashboard=False,
              runtime_env={"env_vars": {"DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}})
+    handler = signal.getsignal(signal.SIGINT)
     try:
         out = run_pretrain(cfg, use_ray=True, progress=True)
     finally:
         ray.shutdown()
     assert out["status"] == "ok"
+    # Ray Train's own Ctrl-C handler must not outlive fit (a later DPO stage needs ours).
+    assert signal.getsignal(signal.SIGINT) is handler
     client = tracking.client(cfg)
     run = client.get_run(out["mlflow_run_id"])
     for key in ("pretrain/loss", "pretrain/psnr", "pretrain/material_acc", "pretrain/E_mae_log10"):

@@ -84,6 +84,11 @@ class DataConfig(_Section):
                                    "a throw [m/s] (vertical: up to half of it)")
     appearance_mix: float = Field(0.1, ge=0, le=1, description="chance that an object wears "
                                   "another material's palette")
+    physics_cue: float = Field(0.0, ge=0, le=1, description="how much an object's colour "
+                               "tells its physics within its material: brightness ↔ E, "
+                               "saturation ↔ a second parameter (physgm/data/appearance.py). "
+                               "0: only the material shows, so one E per material is the best "
+                               "any image model can predict")
     view_radius_m: tuple[float, float] = Field((0.65, 1.0), description="input camera distance "
                                                "from the object's centre [m]")
     view_elevation_deg: tuple[float, float] = Field((5.0, 45.0))

@@ -17,6 +17,15 @@ plasticine vs sand), and with probability ``mix_probability`` a scene uses anoth
 material's palette (a painted object): a model can learn the material from pixels, but not
 trivially. Shading is baked into the colours in the object's rest pose (light from above
 and in front), so it moves with the material when the object deforms.
+
+Within a palette, the colour also tells the physics, as a denser gel or a harder clay looks
+darker and a work-hardened metal duller (``physics_cue`` c in [0, 1]): the brightness
+position in the palette's value range is c·(1 − t_E) + (1 − c)·u and the saturation position
+c·t_2 + (1 − c)·u', where t_E is the object's log10 E position in its true material's range
+(0 softest, 1 stiffest), t_2 the same for the material's second parameter (``SECOND_CUE``)
+and u, u' uniform draws. With c = 0 the colour says nothing beyond the material (then no
+image model can tell two objects of one material apart, and a per-material constant is the
+best prediction of E); the same random draws are consumed for every c.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from physgm.materials import MATERIALS, Material
+from physgm.materials import MATERIALS, PARAM_RANGES, LOG_PARAMS, Material, PhysParams
 
 LIGHT_DIR = np.array([0.3, 1.0, 0.5]) / np.linalg.norm([0.3, 1.0, 0.5])
 
@@ -45,6 +54,13 @@ STYLES: dict[Material, tuple[float, float, float, float, float]] = {
     Material.plasticine: (0.55, 0.0, 1.0, 0.02, 0.08),
     Material.sand: (0.6, 0.0, 1.0, 0.12, 0.03),
     Material.snow: (0.75, 0.1, 30.0, 0.04, 0.0),
+}
+
+# The parameter besides E that the saturation tells, per true material: the one the video
+# depends on most after E (where plasticine and metal yield, the angle a sand pile keeps).
+SECOND_CUE: dict[Material, str] = {
+    Material.jelly: "nu", Material.metal: "yield_stress", Material.plasticine: "yield_stress",
+    Material.sand: "friction_angle", Material.snow: "hardening",
 }
 
 # Gaussian std as a fraction of the particle spacing (grains look finer).
@@ -74,21 +90,46 @@ def _smooth_noise(points: np.ndarray, rng: np.random.Generator, wavelength_m: fl
     return out / 2.0
 
 
+def range_position(params: PhysParams, name: str) -> float:
+    """Where ``params.<name>`` lies in its material's range: 0 at the low end, 1 at the high
+    end (in log10 for E, density and yield stress)."""
+    lo, hi = PARAM_RANGES[params.material][name]
+    value = getattr(params, name)
+    if name in LOG_PARAMS:
+        value, lo, hi = np.log10(value), np.log10(lo), np.log10(hi)
+    return float(np.clip((value - lo) / (hi - lo), 0.0, 1.0)) if hi > lo else 0.5
+
+
 def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.random.Generator,
-                      mix_probability: float = 0.1) -> Appearance:
+                      mix_probability: float = 0.1, physics: PhysParams | None = None,
+                      physics_cue: float = 0.0) -> Appearance:
     """Colours and opacities for the Gaussians at ``particles`` (N, 3) [m] (rest pose).
 
     The palette is ``material``'s, except with probability ``mix_probability`` where it is
-    another material's (uniformly). Normals for shading are the directions from the
-    object's centroid (a convex-hull approximation)."""
+    another material's (uniformly). ``physics`` (the true parameters, of ``material``) with
+    ``physics_cue`` > 0 ties brightness to E and saturation to the second parameter (module
+    docstring). Normals for shading are the directions from the object's centroid (a
+    convex-hull approximation)."""
     material = Material(material)
     if not 0.0 <= mix_probability <= 1.0:
         raise ValueError(f"mix_probability must be in [0, 1], got {mix_probability}")
+    if not 0.0 <= physics_cue <= 1.0:
+        raise ValueError(f"physics_cue must be in [0, 1], got {physics_cue}")
+    if physics_cue > 0 and (physics is None or physics.material != material):
+        raise ValueError("physics_cue > 0 needs the object's true parameters (physics=) of "
+                         f"material '{material.value}'")
     palette = material
     if rng.random() < mix_probability:
         palette = MATERIALS[int(rng.choice([i for i, m in enumerate(MATERIALS) if m != material]))]
     (h0, h1), (s0, s1), (v0, v1), (o0, o1) = PALETTES[palette]
-    hsv = (rng.uniform(h0, h1), rng.uniform(s0, s1), rng.uniform(v0, v1))
+    hue, u_s, u_v = rng.uniform(h0, h1), rng.random(), rng.random()
+    t_s = t_v = 0.0
+    if physics_cue > 0:
+        t_v = 1.0 - range_position(physics, "E")  # stiffer → darker
+        t_s = range_position(physics, SECOND_CUE[material])
+    c = physics_cue
+    hsv = (hue, s0 + (s1 - s0) * (c * t_s + (1 - c) * u_s),
+           v0 + (v1 - v0) * (c * t_v + (1 - c) * u_v))
     base = np.array(colorsys.hsv_to_rgb(*hsv))
     ambient, spec, shininess, grain, smooth = STYLES[palette]
 
@@ -110,6 +151,7 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
     colors = base[None] * (shade * texture)[:, None] + highlight[:, None]
     opacity = rng.uniform(o0, o1)
     opacities = np.full(len(p), opacity, np.float32)
-    info = {"palette": palette.value, "hsv": [float(x) for x in hsv], "opacity": float(opacity)}
+    info = {"palette": palette.value, "hsv": [float(x) for x in hsv], "opacity": float(opacity),
+            "physics_cue": float(physics_cue)}
     return Appearance(np.clip(colors, 0.0, 1.0).astype(np.float32), opacities,
                       SCALE_FACTOR.get(palette, DEFAULT_SCALE_FACTOR), info)

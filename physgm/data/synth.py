@@ -162,7 +162,8 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
     particles, spacing = sample_object(spec, dx / per_axis, d.max_particles)
     particles = _place(particles, rng, cfg)
     velocity = _initial_velocity(rng, cfg)
-    look = sample_appearance(material, particles, rng, d.appearance_mix)
+    look = sample_appearance(material, particles, rng, d.appearance_mix, physics=true,
+                             physics_cue=d.physics_cue)
     view_rng = np.random.default_rng(rng.integers(2 ** 32))
     label = annotate(true, np.random.default_rng(rng.integers(2 ** 32)), d.label_noise)
 
