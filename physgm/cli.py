@@ -228,7 +228,12 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
     bad = [s for s in (redo or []) if s not in STAGES]
     if bad:
         fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
-    results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
+    try:
+        results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished stages are kept and the running one checkpointed; "
+                   "the same `physgm run` command resumes", err=True)
+        raise typer.Exit(130)
     if json_:
         typer.echo(json.dumps(results, default=str))
         return

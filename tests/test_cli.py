@@ -49,3 +49,17 @@ def test_bad_input_exits_2_with_a_message():
 def test_config_show_prints_resolved_yaml():
     res = runner.invoke(app, ["config", "show", "--set", "sim.grid_res=40"])
     assert res.exit_code == 0 and "grid_res: 40" in res.output
+
+
+def test_run_ctrl_c_says_how_to_resume(monkeypatch):
+    """Ctrl-C inside a stage (the stage has checkpointed itself) exits 130 with the resume
+    command instead of a traceback."""
+    import learner.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learner.pipeline, "run_pipeline", interrupted)
+    res = runner.invoke(app, ["run", "-c", "configs/quickstart.yaml"])
+    assert res.exit_code == 130
+    assert "physgm run" in res.output and "resumes" in res.output
