@@ -54,3 +54,11 @@ def test_dump_round_trips_and_flatten_names_every_leaf(tmp_path):
     flat = flatten(cfg)
     assert flat["sim.grid_res"] == 40 and flat["name"] == "trial"
     assert cfg.run_dir == Path("runs") / "trial"
+
+
+def test_a_loss_weight_override_keeps_the_other_weights():
+    """`--set pretrain.loss_weights.material=1` changes one weight; rgb/alpha/params keep the
+    config's defaults (not physgm_losses' generic alpha 0.1, which collapses the model)."""
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["pretrain.loss_weights.material=1"])
+    assert cfg.pretrain.loss_weights == {"rgb": 1.0, "alpha": 0.01, "material": 1.0,
+                                         "params": 0.01}

@@ -39,8 +39,8 @@ def test_empirical_confusion_matches_the_matrix():
     assert P[j, p] > 0.1 and P[p, j] > 0.1 and P[sa, sn] > 0.1 and P[sn, sa] > 0.1
 
 
-@pytest.mark.parametrize("noise", [1.0, 0.5])
-def test_E_and_nu_bias_and_spread(noise):
+@pytest.mark.parametrize("noise,bias", [(1.0, 1.0), (0.5, 1.0), (0.5, 1.6), (1.0, 0.0)])
+def test_E_and_nu_bias_and_spread(noise, bias):
     rng = np.random.default_rng(1)
     for m in MATERIALS:
         lo, hi = PARAM_RANGES[m]["E"]
@@ -49,16 +49,16 @@ def test_E_and_nu_bias_and_spread(noise):
         true = PhysParams.default(m, E=mid, nu=nu_mid)
         dlog, dnu = [], []
         for _ in range(4000):
-            lab = annotate(true, rng, noise)
+            lab = annotate(true, rng, noise, bias)
             if lab.material == m:
                 dlog.append(math.log10(lab.E) - math.log10(mid))
                 dnu.append(lab.nu - nu_mid)
         dlog = np.array(dlog)
         # median is unaffected by clipping of the far tail; IQR/1.349 estimates σ
-        assert abs(np.median(dlog) - noise * E_BIAS_DECADES[m]) < 0.03
+        assert abs(np.median(dlog) - noise * bias * E_BIAS_DECADES[m]) < 0.03
         iqr = np.subtract(*np.percentile(dlog, [75, 25])) / 1.349
         assert abs(iqr - noise * E_SIGMA_DECADES) < 0.03
-        assert abs(np.median(dnu) - noise * NU_BIAS[m]) < 0.01
+        assert abs(np.median(dnu) - noise * bias * NU_BIAS[m]) < 0.01
 
 
 def test_labels_stay_in_the_label_materials_ranges():
@@ -87,3 +87,19 @@ def test_seeded_and_fixed_draw_count():
     annotate(PhysParams.default("metal"), r1, 0.0)
     annotate(PhysParams.default("snow"), r2, 3.0)
     assert r1.random() == r2.random()
+
+
+def test_bias_leaves_material_and_draws_alone():
+    """label_bias moves only the systematic E and ν offsets: same material labels, same
+    random draws, so a store made with another bias differs in those two values only."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        true = sample_params(MATERIALS[int(rng.integers(5))], rng)
+        seed = int(rng.integers(2 ** 32))
+        a = annotate(true, np.random.default_rng(seed), 1.0, 1.0)
+        b = annotate(true, np.random.default_rng(seed), 1.0, 2.0)
+        assert a.material == b.material
+        diff = {k for k, v in a.values().items() if v != b.values()[k]}
+        assert diff <= {"E", "nu"}
+    with pytest.raises(ValueError, match="bias"):
+        annotate(PhysParams.default("jelly"), rng, 1.0, -1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -66,6 +66,9 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.15, ge=0, lt=1)
     label_noise: float = Field(1.0, ge=0, le=5, description="scale of the annotator's noise "
                                "and bias (0 = perfect labels)")
+    label_bias: float = Field(1.0, ge=0, le=5, description="extra scale of the annotator's "
+                              "systematic E and ν offsets per material (on top of "
+                              "label_noise): how far off its idea of each material is")
     seed: int = 0
     workers: int = Field(2, ge=1, description="processes generating scenes in parallel")
     materials: list[Literal["jelly", "metal", "plasticine", "sand", "snow"]] = Field(
@@ -179,6 +182,10 @@ class ModelConfig(_Section):
         return self
 
 
+# The quickstart-tested weights; a config or --set naming some of them keeps the others.
+PRETRAIN_LOSS_WEIGHTS = {"rgb": 1.0, "alpha": 0.01, "material": 0.1, "params": 0.01}
+
+
 class PretrainConfig(_Section):
     steps: int = Field(300, ge=1)
     batch_size: int = Field(4, ge=1)
@@ -193,9 +200,10 @@ class PretrainConfig(_Section):
     checkpoint_every: int = Field(100, ge=1)
     val_every: int = Field(100, ge=1)
     loss_weights: dict[str, float] = Field(
-        default_factory=lambda: {"rgb": 1.0, "alpha": 0.01, "material": 0.1, "params": 0.01},
-        description="physgm_losses weights; alpha ≥ 0.1 made the quickstart model turn all "
-        "Gaussians transparent within ~50 steps (novel-view BCE outweighs the rest)")
+        default_factory=lambda: dict(PRETRAIN_LOSS_WEIGHTS),
+        description="physgm_losses weights; the ones not given keep these defaults; alpha "
+        "≥ 0.1 made the quickstart model turn all Gaussians transparent within ~50 steps "
+        "(novel-view BCE outweighs the rest)")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW (β1, β2)")
     eps: float = Field(1e-8, gt=0, description="AdamW ε")
@@ -212,6 +220,13 @@ class PretrainConfig(_Section):
     loader_workers: int = Field(0, ge=0, description="DataLoader processes per train worker")
     input_targets: int = Field(1, ge=0, description="input views also rendered for the image "
                                "losses (they pin opacity/colour; novel views teach depth)")
+
+    @field_validator("loss_weights", mode="before")
+    @classmethod
+    def _keep_unnamed_weights(cls, value):
+        # `--set pretrain.loss_weights.material=1` must not drop rgb/alpha/params (the loss
+        # would fall back to physgm_losses' generic alpha 0.1, which collapses the model)
+        return {**PRETRAIN_LOSS_WEIGHTS, **value} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -3,15 +3,18 @@
 PhysGM's training labels come from an automatic (VLM) annotator; they are plausible but
 wrong in systematic ways, which is what the DPO stage on video fidelity corrects. This
 module mimics such an annotator with three seeded error sources, all scaled by
-``noise`` (``DataConfig.label_noise``; 0 gives perfect labels, 1 the values below):
+``noise`` (``DataConfig.label_noise``; 0 gives perfect labels, 1 the values below); the
+systematic offsets b_m and c_m of E and ν are further multiplied by ``bias``
+(``DataConfig.label_bias``, default 1): how far off the annotator's idea of each material is,
+apart from how noisy it is:
 
 1. Material confusion, ``CONFUSION[true][label]`` (rows sum to 1, mean accuracy 80 %):
    plasticine ↔ jelly and sand ↔ snow are the likely mix-ups. With noise λ the matrix is
    I + λ·(C − I); rows whose off-diagonal mass would exceed 1 are renormalised.
-2. Young's modulus: log10 E_label = log10 E_true + λ·(b_m + 0.3·ε), ε ~ N(0, 1), with a bias
+2. Young's modulus: log10 E_label = log10 E_true + λ·(β·b_m + 0.3·ε), ε ~ N(0, 1), with a bias
    b_m [decades] per *true* material (``E_BIAS_DECADES``: the annotator thinks jelly,
    plasticine and snow stiffer, metal and sand softer than they are).
-3. Poisson's ratio: ν_label = ν_true + λ·(c_m + 0.03·ε) (``NU_BIAS``); density ± 0.1
+3. Poisson's ratio: ν_label = ν_true + λ·(β·c_m + 0.03·ε) (``NU_BIAS``); density ± 0.1
    decade, yield stress ± 0.3 decade, friction angle ± 4°, hardening and the snow
    thresholds ± 15 % of their range (no bias).
 
@@ -74,13 +77,18 @@ def _bias_sigma(name: str, true_mat: Material, label_mat: Material) -> tuple[flo
     return 0.0, RANGE_FRACTION_SIGMA * (hi - lo)
 
 
-def annotate(true: PhysParams, rng: np.random.Generator, noise: float = 1.0) -> PhysParams:
+def annotate(true: PhysParams, rng: np.random.Generator, noise: float = 1.0,
+             bias: float = 1.0) -> PhysParams:
     """The annotator's label for an object simulated with ``true``.
 
+    ``noise`` λ scales every error source, ``bias`` β the systematic E and ν offsets
+    (module docstring); both ≥ 0.
     Draws a fixed number of random values per call (one uniform, one normal per slot of
     ``PARAM_NAMES``) whatever the outcome, so a seeded generator gives reproducible labels.
     ``noise=0`` returns parameters equal to ``true``.
     """
+    if bias < 0:
+        raise ValueError(f"label bias must be ≥ 0, got {bias}")
     P = confusion_matrix(noise)
     row = P[MATERIALS.index(true.material)]
     u = rng.random()
@@ -93,8 +101,8 @@ def annotate(true: PhysParams, rng: np.random.Generator, noise: float = 1.0) -> 
         if name not in PARAM_RANGES[label_mat]:
             continue
         base = true_values.get(name, DEFAULTS[label_mat][name])
-        bias, sigma = _bias_sigma(name, true.material, label_mat)
-        delta = noise * (bias + sigma * float(eps[i]))
+        offset, sigma = _bias_sigma(name, true.material, label_mat)
+        delta = noise * (bias * offset + sigma * float(eps[i]))
         if delta == 0.0:
             value = base
         elif name in LOG_PARAMS:

@@ -165,7 +165,8 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
     look = sample_appearance(material, particles, rng, d.appearance_mix, physics=true,
                              physics_cue=d.physics_cue)
     view_rng = np.random.default_rng(rng.integers(2 ** 32))
-    label = annotate(true, np.random.default_rng(rng.integers(2 ** 32)), d.label_noise)
+    label = annotate(true, np.random.default_rng(rng.integers(2 ** 32)), d.label_noise,
+                     d.label_bias)
 
     device = render_device(cfg)
     g = Gaussians.from_points(particles, look.colors, scale=look.scale_factor * spacing)
