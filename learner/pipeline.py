@@ -82,23 +82,57 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     return summary
 
 
-def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
+def fresh_eval_config(cfg: RunConfig) -> RunConfig:
+    """The config of the fresh evaluation store: ``dpo.eval_fresh_scenes`` scenes made like
+    the training data but with ``data.seed + 1`` (so none was trained on), under the run."""
+    data = cfg.data.model_copy(update={"seed": cfg.data.seed + 1,
+                                       "n_scenes": cfg.dpo.eval_fresh_scenes,
+                                       "path": str(cfg.run_dir / "eval_fresh.zarr")})
+    return cfg.model_copy(update={"data": data})
+
+
+def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, run, say: Callable
+             ) -> dict:
+    """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
+    runs/<name>/<key>_table.txt, figures logged to MLflow under ``key``/ (eval/, eval/fresh/)."""
+    import mlflow
+
     from learner.dpo import dpo_checkpoint_path, pretrained_path
     from learner.evaluate import format_table, mlflow_metrics, run_comparison
-    from pretrain import tracking
 
     summary, rows = run_comparison(cfg, str(pretrained_path(cfg, None)),
-                                   str(dpo_checkpoint_path(cfg)))
+                                   str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes, split=split)
     table = format_table(summary)
     say(table)
-    with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
-        import mlflow
+    prefix = key.replace("_", "/") + "/"
+    mlflow.log_metrics({prefix + k[len("eval/"):]: v for k, v in mlflow_metrics(summary).items()},
+                       run_id=run.info.run_id)
+    mlflow.log_text(table, f"{key}_table.txt", run_id=run.info.run_id)
+    mlflow.log_dict({"summary": summary, "scenes": rows}, f"{key}_scenes.json",
+                    run_id=run.info.run_id)
+    (cfg.run_dir / f"{key}_table.txt").write_text(table + "\n")
+    return {"summary": summary, "table": table}
 
-        mlflow.log_metrics(mlflow_metrics(summary))
-        mlflow.log_text(table, "eval_table.txt")
-        mlflow.log_dict({"summary": summary, "scenes": rows}, "eval_scenes.json")
-    (cfg.run_dir / "eval_table.txt").write_text(table + "\n")
-    return {"summary": summary, "table": table, "mlflow_run_id": run.info.run_id}
+
+def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    """The held-out test split, then (``dpo.eval_fresh_scenes`` > 0) as many fresh scenes."""
+    from physgm.data.build import synthesize
+    from pretrain import tracking
+
+    with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
+        say("  held-out test scenes:")
+        out = _compare(cfg, "test", None, "eval", run, say)
+        n_fresh = cfg.dpo.eval_fresh_scenes
+        if n_fresh:
+            fresh = fresh_eval_config(cfg)
+            say(f"  {n_fresh} fresh scenes (data.seed {fresh.data.seed}, never trained on):")
+            report = synthesize(fresh.data.path, fresh, on_progress=lambda d, t: say(
+                f"  scenes {d}/{t}", transient=True))
+            if report.failed:
+                raise RuntimeError(f"{len(report.failed)} fresh scenes failed: {report.failed}")
+            out["fresh"] = _compare(fresh, "all", n_fresh, "eval_fresh", run, say)
+    out["mlflow_run_id"] = run.info.run_id
+    return out
 
 
 def stage_serve(cfg: RunConfig, parent: str, say: Callable) -> dict:

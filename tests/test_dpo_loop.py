@@ -75,6 +75,27 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
     assert set(mlflow_metrics(summary)) >= {"eval/win_rate", "eval/video_reward/dpo",
                                             "eval/E_mae_log10/pretrained"}
 
+    # `physgm run`'s eval stage: the test split, then fresh scenes (data.seed + 1)
+    from learner.pipeline import fresh_eval_config, stage_eval
+    from physgm.data.store import list_scenes, open_store, scene_attrs
+    from pretrain.tracking import client
+
+    cfg = small_cfg(workdir, name="e2e", **{"dpo.eval_fresh_scenes": 2, "dpo.eval_scenes": 2})
+    said = []
+    out = stage_eval(cfg, None, lambda msg, transient=False: said.append(msg))
+    fresh = fresh_eval_config(cfg)
+    assert fresh.data.seed == cfg.data.seed + 1 and fresh.data.path.startswith(str(cfg.run_dir))
+    fresh_ids = list_scenes(open_store(fresh.data.path))
+    assert len(fresh_ids) == 2 and out["fresh"]["summary"]["n_scenes"] == 2
+    train_root, fresh_root = open_store(cfg.data.path), open_store(fresh.data.path)
+    assert all(scene_attrs(fresh_root, i)["true"] != scene_attrs(train_root, i)["true"]
+               for i in fresh_ids)  # other scenes than the training store's
+    assert (cfg.run_dir / "eval_table.txt").is_file()
+    assert (cfg.run_dir / "eval_fresh_table.txt").read_text() == out["fresh"]["table"] + "\n"
+    metrics = client(cfg).get_run(out["mlflow_run_id"]).data.metrics
+    assert {"eval/win_rate", "eval/fresh/win_rate", "eval/fresh/video_reward/dpo"} <= set(metrics)
+    assert sum("w/ DPO" in m for m in said) == 2
+
 
 def test_killed_actor_is_restarted_and_no_task_is_lost_or_doubled(workdir):
     from learner.dpo import run_dpo
