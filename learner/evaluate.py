@@ -100,18 +100,19 @@ def format_table(summary: dict, names=("pretrained", "dpo")) -> str:
     return "\n".join(lines)
 
 
-def mlflow_metrics(summary: dict) -> dict:
-    """``eval/win_rate``, ``eval/{video_reward,material_acc,E_mae_log10}/{pretrained,dpo}``
-    and ``eval/delta/<figure>/{mean,lo,hi}`` (paired w/ − w/o DPO and its 95 % interval)."""
-    out = {"eval/win_rate": summary["win_rate"]}
+def mlflow_metrics(summary: dict, prefix: str = "eval") -> dict:
+    """``<prefix>/win_rate``, ``<prefix>/{video_reward,material_acc,E_mae_log10}/{pretrained,
+    dpo}`` and ``<prefix>/delta/<figure>/{mean,lo,hi}`` (paired w/ − w/o DPO and its 95 %
+    interval); ``prefix`` as in ``pretrain.evaluate.mlflow_metrics`` (eval, eval/fresh)."""
+    out = {f"{prefix}/win_rate": summary["win_rate"]}
     for key, d in summary.get("delta", {}).items():
-        out.update({f"eval/delta/{key}/{part}": d[part] for part in ("mean", "lo", "hi")})
+        out.update({f"{prefix}/delta/{key}/{part}": d[part] for part in ("mean", "lo", "hi")})
     for name in ("pretrained", "dpo"):
         s = summary[name]
-        out[f"eval/video_reward/{name}"] = s["reward"]
+        out[f"{prefix}/video_reward/{name}"] = s["reward"]
         if "material_ok" in s:
-            out[f"eval/material_acc/{name}"] = s["material_ok"]
-            out[f"eval/E_mae_log10/{name}"] = s["E_err_log10"]
+            out[f"{prefix}/material_acc/{name}"] = s["material_ok"]
+            out[f"{prefix}/E_mae_log10/{name}"] = s["E_err_log10"]
     return out
 
 

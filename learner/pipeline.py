@@ -91,10 +91,10 @@ def fresh_eval_config(cfg: RunConfig) -> RunConfig:
     return cfg.model_copy(update={"data": data})
 
 
-def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, run, say: Callable
-             ) -> dict:
+def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix: str, run,
+             say: Callable) -> dict:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
-    runs/<name>/<key>_table.txt, figures logged to MLflow under ``key``/ (eval/, eval/fresh/)."""
+    runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/fresh)."""
     import mlflow
 
     from learner.dpo import dpo_checkpoint_path, pretrained_path
@@ -104,9 +104,7 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, run, sa
                                    str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes, split=split)
     table = format_table(summary)
     say(table)
-    prefix = key.replace("_", "/") + "/"
-    mlflow.log_metrics({prefix + k[len("eval/"):]: v for k, v in mlflow_metrics(summary).items()},
-                       run_id=run.info.run_id)
+    mlflow.log_metrics(mlflow_metrics(summary, prefix), run_id=run.info.run_id)
     mlflow.log_text(table, f"{key}_table.txt", run_id=run.info.run_id)
     mlflow.log_dict({"summary": summary, "scenes": rows}, f"{key}_scenes.json",
                     run_id=run.info.run_id)
@@ -121,7 +119,7 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
 
     with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
         say("  held-out test scenes:")
-        out = _compare(cfg, "test", None, "eval", run, say)
+        out = _compare(cfg, "test", None, "eval", "eval", run, say)
         n_fresh = cfg.dpo.eval_fresh_scenes
         if n_fresh:
             fresh = fresh_eval_config(cfg)
@@ -130,7 +128,7 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
                 f"  scenes {d}/{t}", transient=True))
             if report.failed:
                 raise RuntimeError(f"{len(report.failed)} fresh scenes failed: {report.failed}")
-            out["fresh"] = _compare(fresh, "all", n_fresh, "eval_fresh", run, say)
+            out["fresh"] = _compare(fresh, "all", n_fresh, "eval_fresh", "eval/fresh", run, say)
     out["mlflow_run_id"] = run.info.run_id
     return out
 
