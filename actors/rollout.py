@@ -77,10 +77,12 @@ def task_seed(base_seed: int, task_id: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def sample_candidates(dist, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """K draws from a batch-of-one PhysicsDistribution: (materials (K,), z (K, P))."""
+def sample_candidates(dist, k: int, seed: int, mode: str = "independent"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """K draws from a batch-of-one PhysicsDistribution: (materials (K,), z (K, P)); ``mode``
+    as ``PhysicsDistribution.sample`` (``dpo.sampling``)."""
     gen = torch.Generator(device=dist.logits.device).manual_seed(seed)
-    materials, z = dist.sample(k, generator=gen)
+    materials, z = dist.sample(k, generator=gen, mode=mode)
     return materials[0].cpu().numpy(), z[0].float().cpu().numpy()
 
 
@@ -127,7 +129,9 @@ def make_pairs(rewards: np.ndarray, mode: str = "best_worst", margin: float = 0.
     """Indices (chosen, rejected) from K rewards (higher = better).
 
     best_worst: the best against the worst, if their rewards differ by more than
-    ``margin``; margin: every (i, j) with rewards[i] − rewards[j] > margin."""
+    ``margin``; margin: every (i, j) with rewards[i] − rewards[j] > margin; mirrored: within
+    each couple (2c, 2c + 1) of mirrored samples, the better against the worse if they
+    differ by more than ``margin``."""
     r = np.asarray(rewards, np.float64)
     if r.ndim != 1 or len(r) < 2:
         raise ValueError(f"make_pairs needs ≥ 2 rewards, got shape {r.shape}")
@@ -136,7 +140,12 @@ def make_pairs(rewards: np.ndarray, mode: str = "best_worst", margin: float = 0.
         return [(best, worst)] if r[best] - r[worst] > margin else []
     if mode == "margin":
         return [(i, j) for i in range(len(r)) for j in range(len(r)) if r[i] - r[j] > margin]
-    raise ValueError(f"pair mode must be 'best_worst' or 'margin', got '{mode}'")
+    if mode == "mirrored":
+        if len(r) % 2:
+            raise ValueError(f"mirrored pairs need an even number of rewards, got {len(r)}")
+        couples = [(i, i + 1) if r[i] >= r[i + 1] else (i + 1, i) for i in range(0, len(r), 2)]
+        return [(w, l) for w, l in couples if r[w] - r[l] > margin]
+    raise ValueError(f"pair mode must be 'best_worst', 'margin' or 'mirrored', got '{mode}'")
 
 
 def build_pairs(task_id: str, scene_id: str, candidates: list[Candidate], rewards: np.ndarray,

@@ -72,8 +72,9 @@ class SimActorCore:
         with torch.no_grad():
             tokens = torch.tensor(self.tokens[task.scene_id]).float()[None]  # a copy: store arrays are read-only
             dist = self.head(tokens).distribution()
-        materials, z = sample_candidates(dist, self.cfg.dpo.k, task_seed(self.cfg.dpo.seed,
-                                                                          task.task_id))
+        materials, z = sample_candidates(dist, self.cfg.dpo.k,
+                                         task_seed(self.cfg.dpo.seed, task.task_id),
+                                         self.cfg.dpo.sampling)
         t1 = time.perf_counter()
         w, h = scene.reference.shape[2], scene.reference.shape[1]
         cands = [simulate_and_render(scene, int(m), z[i], w, h, self.cfg.render.backend)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from actors.rollout import Pair, make_pairs, task_seed
+from actors.rollout import Pair, make_pairs, sample_candidates, task_seed
 from learner.learner import LearnerCore
 from physgm.config import DPOConfig, ModelConfig
 from physgm.model.physics_head import PhysicsHead
@@ -14,14 +14,44 @@ def test_make_pairs_modes():
     assert make_pairs([-0.5, -0.5]) == []  # no preference without a reward gap
     assert make_pairs([-0.5, -0.4], margin=0.2) == []
     assert sorted(make_pairs([-0.1, -0.5, -0.3], mode="margin", margin=0.15)) == [(0, 1), (0, 2), (2, 1)]
+    # mirrored: only within each couple (0, 1), (2, 3), better first, above the margin
+    assert make_pairs([-0.5, -0.1, -0.9, -0.3], mode="mirrored") == [(1, 0), (3, 2)]
+    assert make_pairs([-0.5, -0.45, -0.9, -0.3], mode="mirrored", margin=0.1) == [(3, 2)]
     with pytest.raises(ValueError):
         make_pairs([-1.0])
+    with pytest.raises(ValueError, match="even"):
+        make_pairs([-1.0, -0.5, -0.2], mode="mirrored")
+
+
+def test_mirrored_pairs_need_mirrored_sampling():
+    from physgm.config import DPOConfig
+
+    assert DPOConfig(sampling="mirrored", pair_mode="mirrored", k=4).pair_mode == "mirrored"
+    with pytest.raises(ValueError, match="sampling: mirrored"):
+        DPOConfig(pair_mode="mirrored")
+    with pytest.raises(ValueError, match="even"):
+        DPOConfig(sampling="mirrored", k=5)
 
 
 def test_task_seed_is_stable_and_distinct():
     assert task_seed(0, "e0-00001-a") == task_seed(0, "e0-00001-a")
     assert task_seed(0, "e0-00001-a") != task_seed(0, "e0-00002-a")
     assert task_seed(1, "e0-00001-a") != task_seed(0, "e0-00001-a")
+
+
+def test_sample_candidates_modes():
+    torch.manual_seed(0)
+    head = PhysicsHead(ModelConfig()).eval()
+    with torch.no_grad():
+        dist = head(torch.randn(1, ModelConfig().n_global_tokens, ModelConfig().dim)).distribution()
+    for mode in ("shared_material", "mirrored", "independent"):
+        m, z = sample_candidates(dist, 6, seed=11, mode=mode)
+        assert m.shape == (6,) and z.shape == (6, 8)
+        m2, z2 = sample_candidates(dist, 6, seed=11, mode=mode)
+        assert np.array_equal(m, m2) and np.array_equal(z, z2)  # a redone task samples the same
+    assert len(set(sample_candidates(dist, 6, seed=11, mode="shared_material")[0].tolist())) == 1
+    per = {tuple(sample_candidates(dist, 6, seed=s)[0].tolist()) for s in range(20)}
+    assert any(len(set(ms)) > 1 for ms in per)  # independent: materials differ within a task
 
 
 def _setup(tmp_path=None):

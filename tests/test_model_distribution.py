@@ -113,6 +113,58 @@ def test_sample_statistics():
                 assert torch.all(zs[:, i] == mu[0, m, i])
 
 
+def test_shared_material_sampling():
+    """One material per batch item, drawn from Cat(probs); K draws of that material's
+    Gaussian (the DPO actors' ``dpo.sampling: shared_material``)."""
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.25, 0.15]])).expand(4000, M)
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(1, M, P, generator=g).expand(4000, M, P)
+    log_var = torch.log(0.2 + torch.rand(1, M, P, generator=g)).expand(4000, M, P)
+    d = PhysicsDistribution(logits, mu, log_var)
+    mats, z = d.sample(6, generator=torch.Generator().manual_seed(4), mode="shared_material")
+    assert mats.shape == (4000, 6) and z.shape == (4000, 6, P)
+    assert torch.all(mats == mats[:, :1])  # one material per item
+    freq = torch.bincount(mats[:, 0], minlength=M).float() / 4000
+    assert torch.all((freq - d.probs[0]).abs() < 4 * torch.sqrt(d.probs[0] * (1 - d.probs[0]) / 4000))
+    jelly = MATERIALS.index(Material.jelly)
+    zs = z[mats[:, 0] == jelly].reshape(-1, P)
+    e = PARAM_NAMES.index("E")
+    sigma = float(d.std[0, jelly, e])
+    assert abs(float(zs[:, e].mean()) - float(mu[0, jelly, e])) < 4 * sigma / math.sqrt(len(zs))
+    assert abs(float(zs[:, e].std()) - sigma) < 0.1 * sigma
+    assert len(set(zs[:, e].tolist())) == len(zs)  # K distinct draws, not one repeated
+
+
+def test_mirrored_sampling():
+    """Couples (2c, 2c+1) share the material and mirror about its mean on used slots, so
+    both have the same log π; each draw is still marginally π (E's mean and std)."""
+    n = 4000
+    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.25, 0.15]])).expand(n, M)
+    g = torch.Generator().manual_seed(5)
+    mu = torch.randn(1, M, P, generator=g).expand(n, M, P)
+    log_var = torch.log(0.2 + torch.rand(1, M, P, generator=g)).expand(n, M, P)
+    d = PhysicsDistribution(logits, mu, log_var)
+    mats, z = d.sample(4, generator=torch.Generator().manual_seed(6), mode="mirrored")
+    assert mats.shape == (n, 4) and z.shape == (n, 4, P)
+    assert torch.equal(mats[:, 0::2], mats[:, 1::2])
+    centre = d._select(d.mu, mats)
+    assert torch.allclose(z[:, 0::2] - centre[:, 0::2], -(z[:, 1::2] - centre[:, 1::2]), atol=1e-6)
+    assert not torch.equal(z[:, 0], z[:, 2])  # the two couples are independent draws
+    lp = d.log_prob(mats, z)
+    assert torch.allclose(lp[:, 0::2], lp[:, 1::2], atol=1e-4)
+    freq = torch.bincount(mats[:, 0], minlength=M).float() / n
+    assert torch.all((freq - d.probs[0]).abs() < 4 * torch.sqrt(d.probs[0] * (1 - d.probs[0]) / n))
+    jelly, e = MATERIALS.index(Material.jelly), PARAM_NAMES.index("E")
+    zs = z[:, 0][mats[:, 0] == jelly][:, e]
+    sigma = float(d.std[0, jelly, e])
+    assert abs(float(zs.mean()) - float(mu[0, jelly, e])) < 4 * sigma / math.sqrt(len(zs))
+    assert abs(float(zs.std()) - sigma) < 0.1 * sigma
+    with pytest.raises(ValueError, match="even"):
+        d.sample(3, mode="mirrored")
+    with pytest.raises(ValueError, match="sampling mode"):
+        d.sample(4, mode="antithetic")
+
+
 def test_sample_is_reproducible_with_generator():
     d = _dist(seed=4)
     a = d.sample(8, generator=torch.Generator().manual_seed(7))

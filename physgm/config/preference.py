@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from physgm.config.sections import _Section
 
@@ -57,6 +57,11 @@ class DPOConfig(_Section):
                              "the DPO loss (TRL's rpo_alpha): anchors the Gaussian policy on "
                              "the winners instead of only pushing away from the losers")
     k: int = Field(4, ge=2, description="candidates sampled per scene")
+    sampling: Literal["independent", "shared_material", "mirrored"] = Field(
+        "independent", description="how the K candidates are drawn from the policy: "
+        "independent; shared_material (one material per scene, K parameter sets of it); "
+        "mirrored (K/2 draws, each with its mirror image about the policy mean: antithetic, "
+        "same material and density; pair them with pair_mode: mirrored)")
     n_actors: int = Field(2, ge=1, description="simulation actors")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
     actor_gpus: float = Field(0.0, ge=0, description="GPU fraction per simulation actor")
@@ -82,7 +87,10 @@ class DPOConfig(_Section):
     publish_every: int = Field(1, ge=1, description="learner steps between weight versions")
     queue_size: int = Field(16, ge=1, description="bounded rollout queue: actors wait when full")
     max_restarts: int = Field(3, ge=0, description="restarts of a dead simulation actor")
-    pair_mode: Literal["best_worst", "margin"] = "best_worst"
+    pair_mode: Literal["best_worst", "margin", "mirrored"] = Field(
+        "best_worst", description="best_worst: best vs worst of the K; margin: every pair "
+        "whose rewards differ by > reward_margin; mirrored: each mirrored couple (needs "
+        "sampling: mirrored)")
     reward_margin: float = Field(0.0, ge=0, description="minimum reward gap for a pair")
     checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
     log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
@@ -93,3 +101,13 @@ class DPOConfig(_Section):
                                    "+ 1, never trained on; runs/<name>/eval_fresh.zarr): the "
                                    "test split of a small dataset is too few to measure a gain")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.sampling == "mirrored" and self.k % 2:
+            raise ValueError(f"dpo.sampling: mirrored draws couples: dpo.k must be even, "
+                             f"got {self.k}")
+        if self.pair_mode == "mirrored" and self.sampling != "mirrored":
+            raise ValueError("dpo.pair_mode: mirrored pairs each mirrored couple: set "
+                             "dpo.sampling: mirrored (or use pair_mode best_worst | margin)")
+        return self

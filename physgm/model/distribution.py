@@ -24,6 +24,7 @@ from physgm.materials import (LOG_PARAMS, MATERIAL_SLOTS, MATERIALS, NORM, PARAM
 
 N_MATERIALS = len(MATERIALS)
 N_PARAMS = len(PARAM_NAMES)
+SAMPLING_MODES = ("independent", "shared_material", "mirrored")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -72,18 +73,38 @@ class PhysicsDistribution:
         idx = materials[..., None].expand(*materials.shape, t.shape[-1])
         return torch.gather(t, 1, idx)
 
-    def sample(self, k: int, generator: Optional[torch.Generator] = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, k: int, generator: Optional[torch.Generator] = None,
+               mode: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
         """K draws per batch item: materials (B, K) long and z (B, K, P) (no gradient).
 
+        ``mode`` (``SAMPLING_MODES``; each draw is marginally π in all three):
+        - independent: K independent draws (m, z) ~ π.
+        - shared_material: one m ~ Cat(softmax(logits)) per batch item, K draws
+          z ~ N(μ_m, σ²_m) of it.
+        - mirrored: K/2 independent draws (m, μ_m + σ_m·ε), each followed by its mirror image
+          (m, μ_m − σ_m·ε) (antithetic sampling, as in evolution strategies): a couple has
+          the same material and the same density under π, so it probes the reward along ε
+          alone. Needs an even K.
         Slots the drawn material does not use hold its μ (they are ignored downstream).
         ``generator`` must live on the distribution's device."""
         if k < 1:
             raise ValueError(f"sample needs k ≥ 1, got {k}")
+        if mode not in SAMPLING_MODES:
+            raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
+        if mode == "mirrored" and k % 2:
+            raise ValueError(f"mirrored sampling draws couples: k must be even, got {k}")
         with torch.no_grad():
-            materials = torch.multinomial(self.probs, k, replacement=True, generator=generator)
+            n_draws = {"independent": k, "shared_material": 1, "mirrored": k // 2}[mode]
+            materials = torch.multinomial(self.probs, n_draws, replacement=True,
+                                          generator=generator)
+            materials = (materials.expand(-1, k) if mode == "shared_material"
+                         else materials.repeat_interleave(2, dim=1) if mode == "mirrored"
+                         else materials)
             mu, std = self._select(self.mu, materials), self._select(self.std, materials)
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            shape = (mu.shape[0], k // 2, mu.shape[2]) if mode == "mirrored" else mu.shape
+            eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            if mode == "mirrored":  # (B, K/2, P) → (B, K, P) as ε₀, −ε₀, ε₁, −ε₁, …
+                eps = torch.stack([eps, -eps], dim=2).flatten(1, 2)
             used = slot_mask(mu.device)[materials]
             return materials, torch.where(used, mu + std * eps, mu)
 
