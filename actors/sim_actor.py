@@ -11,7 +11,8 @@ import numpy as np
 import ray
 import torch
 
-from actors.rollout import Pair, build_pairs, sample_candidates, simulate_and_render, task_seed
+from actors.rollout import (Pair, build_pairs, make_pairs, sample_candidates, simulate_and_render,
+                            task_seed)
 from physgm.config import RunConfig
 
 
@@ -92,8 +93,10 @@ class SimActorCore:
         pairs = build_pairs(task.task_id, task.scene_id, cands, rewards, version,
                             self.cfg.dpo.pair_mode, self.cfg.dpo.reward_margin)
         videos = {}
-        if keep_videos and pairs:
-            best, worst = int(np.argmax(rewards)), int(np.argmin(rewards))
+        if keep_videos and pairs:  # the pair with the widest reward gap, as it was learned
+            best, worst = max(make_pairs(rewards, self.cfg.dpo.pair_mode,
+                                         self.cfg.dpo.reward_margin),
+                              key=lambda wl: rewards[wl[0]] - rewards[wl[1]])
             videos = {"reference": scene.reference, "chosen": cands[best].video,
                       "rejected": cands[worst].video,
                       "chosen_params": cands[best].params.model_dump(mode="json"),

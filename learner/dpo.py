@@ -81,6 +81,7 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
             on_step: Optional[Callable] = None) -> dict:
     """Run (or resume) DPO; returns a summary with counts, timings and the output path."""
     from learner.artifacts import DPOTracker
+    from learner.eval_stats import loss_trend
     from learner.orchestrator import Orchestrator
     from learner.state import DPOState, checkpoint_dir, load_state
     from physgm.model import save_model
@@ -119,7 +120,8 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
                    "pairs_per_hour": round(state.pairs_received / max(elapsed, 1e-9) * 3600, 1),
                    "checkpoint": str(out.parent if out.is_file() else out),
                    "mlflow_run_id": state.mlflow_run_id,
-                   "last_metrics": getattr(orch, "last_metrics", {})}
+                   "last_metrics": getattr(orch, "last_metrics", {}),
+                   "loss_trend": loss_trend(state.losses) if len(state.losses) >= 3 else None}
         mlflow.log_dict(summary, "dpo_summary.json")
     return summary
 

@@ -72,6 +72,7 @@ class Orchestrator:
         self.timings["learn_s"] += time.perf_counter() - t0
         st.step += 1
         st.pairs_learned += len(batch)
+        st.losses.append(float(metrics["loss"]))
         if st.step % cfg.dpo.publish_every == 0:
             t1 = time.perf_counter()
             self.weights_ref = ray.put(ray.get(self.learner.weights.remote()))

@@ -79,6 +79,11 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
         say("  resuming DPO from its checkpoint")
     summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
     summary.pop("coverage", None)
+    if summary.get("loss_trend"):
+        t = summary["loss_trend"]
+        say(f"  dpo/loss first third {t['first']['mean']:.3f} → last third "
+            f"{t['last']['mean']:.3f}, change {t['change']['mean']:+.3f} "
+            f"[{t['change']['lo']:+.3f}, {t['change']['hi']:+.3f}] (95 % CI)")
     return summary
 
 

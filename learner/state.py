@@ -36,6 +36,7 @@ class DPOState:
     rewards_count: int = 0
     mlflow_run_id: Optional[str] = None
     wall_s: float = 0.0
+    losses: list = field(default_factory=list)  # dpo/loss of every learner step so far
 
 
 def build_tasks(scene_ids: list[str], epochs: int, seed: int):
@@ -84,4 +85,7 @@ def load_state(run_dir: Path) -> DPOState:
             raise FileNotFoundError(f"no DPO checkpoint to resume under {checkpoint_dir(run_dir)}: "
                                     "run `physgm dpo` without --resume first")
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        state = pickle.load(fh)
+    if not hasattr(state, "losses"):  # a checkpoint from before the loss history was kept
+        state.losses = []
+    return state

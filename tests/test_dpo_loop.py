@@ -1,5 +1,6 @@
 """The distributed DPO loop on a local Ray cluster: end to end, an actor killed mid-run,
 and a learner stopped and resumed (same MLflow run, exact task accounting)."""
+import numpy as np
 import pytest
 import ray
 import torch
@@ -119,19 +120,29 @@ def test_killed_actor_is_restarted_and_no_task_is_lost_or_doubled(workdir):
 
 
 def test_learner_stopped_then_resumed_continues_in_the_same_run(workdir):
+    """(With the quickstart's mirrored couples, so the loop runs that mode too.)"""
     from learner.dpo import run_dpo
     from learner.state import load_state
+    from pretrain.tracking import client
 
     ckpt = str(workdir / "runs/quickstart/checkpoints/final")
-    cfg = small_cfg(workdir, name="resume", **{"dpo.steps": 2})
+    mirrored = {"dpo.k": 4, "dpo.sampling": "mirrored", "dpo.pair_mode": "mirrored"}
+    cfg = small_cfg(workdir, name="resume", **{"dpo.steps": 2}, **mirrored)
     first = run_dpo(cfg, ckpt, show=False)
     assert first["steps"] == 2
     saved = load_state(cfg.run_dir)
     assert saved.step == 2 and saved.pending  # unfinished tasks are kept for the resume
-    cfg2 = small_cfg(workdir, name="resume")
+    assert len(saved.losses) == 2
+    cfg2 = small_cfg(workdir, name="resume", **mirrored)
     second = run_dpo(cfg2, ckpt, resume=True, show=False)
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
     assert second["steps"] > 2
     assert second["tasks_done"] == 2 * (N_SCENES - 2)
     assert set(second["coverage"].values()) == {2}
     assert _metric_steps(cfg2, second["mlflow_run_id"]) == list(range(1, second["steps"] + 1))
+    losses = [m.value for m in sorted(client(cfg2).get_metric_history(
+        second["mlflow_run_id"], "dpo/loss"), key=lambda m: m.step)]
+    assert load_state(cfg2.run_dir).losses == pytest.approx(losses)  # the history survives resume
+    if second["steps"] >= 3:
+        assert second["loss_trend"]["first"]["mean"] == pytest.approx(
+            np.mean(losses[:second["steps"] // 3]))

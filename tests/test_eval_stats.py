@@ -3,7 +3,7 @@ how the comparison table reports them (learner/evaluate.py)."""
 import numpy as np
 import pytest
 
-from learner.eval_stats import bootstrap_mean, paired_bootstrap
+from learner.eval_stats import bootstrap_mean, loss_trend, paired_bootstrap
 from learner.evaluate import format_table, mlflow_metrics, summarize
 
 
@@ -56,3 +56,17 @@ def test_summary_table_and_metrics_carry_the_intervals():
     m = mlflow_metrics(s)
     assert m["eval/delta/E_err_log10/hi"] == pytest.approx(-0.05)
     assert m["eval/E_mae_log10/dpo"] == pytest.approx(s["dpo"]["E_err_log10"])
+
+
+def test_loss_trend_finds_a_fall_only_beyond_the_noise():
+    rng = np.random.default_rng(0)
+    falling = np.linspace(0.69, 0.45, 60) + rng.normal(0, 0.1, 60)
+    t = loss_trend(falling)
+    assert t["first"]["mean"] == pytest.approx(falling[:20].mean())
+    assert t["last"]["mean"] == pytest.approx(falling[-20:].mean())
+    assert t["change"]["hi"] < 0 < t["first"]["mean"] - t["last"]["mean"]
+    flat = 0.69 + rng.normal(0, 0.1, 60)
+    t = loss_trend(flat)
+    assert t["change"]["lo"] < 0 < t["change"]["hi"]
+    with pytest.raises(ValueError, match="≥ 3"):
+        loss_trend([0.7, 0.6])
