@@ -149,7 +149,8 @@ def make_pairs(rewards: np.ndarray, mode: str = "best_worst", margin: float = 0.
 
 
 def build_pairs(task_id: str, scene_id: str, candidates: list[Candidate], rewards: np.ndarray,
-                version: int, mode: str, margin: float) -> list[Pair]:
+                version: int, indices: list[tuple[int, int]]) -> list[Pair]:
+    """One Pair per (chosen, rejected) candidate index pair of ``make_pairs``."""
     return [Pair(task_id, scene_id, candidates[w].material, candidates[w].z,
                  candidates[l].material, candidates[l].z, float(rewards[w]), float(rewards[l]),
-                 version) for w, l in make_pairs(rewards, mode, margin)]
+                 version) for w, l in indices]

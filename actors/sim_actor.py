@@ -90,13 +90,11 @@ class SimActorCore:
         for i, res in zip(ok, scored):
             rewards[i] = res.reward
         t3 = time.perf_counter()
-        pairs = build_pairs(task.task_id, task.scene_id, cands, rewards, version,
-                            self.cfg.dpo.pair_mode, self.cfg.dpo.reward_margin)
+        indices = make_pairs(rewards, self.cfg.dpo.pair_mode, self.cfg.dpo.reward_margin)
+        pairs = build_pairs(task.task_id, task.scene_id, cands, rewards, version, indices)
         videos = {}
         if keep_videos and pairs:  # the pair with the widest reward gap, as it was learned
-            best, worst = max(make_pairs(rewards, self.cfg.dpo.pair_mode,
-                                         self.cfg.dpo.reward_margin),
-                              key=lambda wl: rewards[wl[0]] - rewards[wl[1]])
+            best, worst = max(indices, key=lambda wl: rewards[wl[0]] - rewards[wl[1]])
             videos = {"reference": scene.reference, "chosen": cands[best].video,
                       "rejected": cands[worst].video,
                       "chosen_params": cands[best].params.model_dump(mode="json"),

@@ -41,7 +41,6 @@ def dpo(
                    f"learned, {summary['pairs_per_hour']:.0f} pairs/hour, policy "
                    f"v{summary['policy_version']} → {summary['checkpoint']}")
         if summary.get("loss_trend"):
-            t = summary["loss_trend"]
-            typer.echo(f"dpo/loss first third {t['first']['mean']:.3f} → last third "
-                       f"{t['last']['mean']:.3f} (change {t['change']['mean']:+.3f}, 95 % CI "
-                       f"[{t['change']['lo']:+.3f}, {t['change']['hi']:+.3f}]; log 2 = 0.693)")
+            from learner.eval_stats import format_loss_trend
+
+            typer.echo(format_loss_trend(summary["loss_trend"]))

@@ -62,3 +62,11 @@ def loss_trend(losses, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -
     return {"first": bootstrap_mean(first, n_boot, level, seed),
             "last": bootstrap_mean(last, n_boot, level, seed + 1),
             "change": {"mean": float(last.mean() - first.mean()), "lo": float(lo), "hi": float(hi)}}
+
+
+def format_loss_trend(trend: dict) -> str:
+    """One line for a ``loss_trend`` result (what `physgm dpo` and `physgm run` print)."""
+    first, last, change = trend["first"], trend["last"], trend["change"]
+    return (f"dpo/loss first third {first['mean']:.3f} → last third {last['mean']:.3f}, "
+            f"change {change['mean']:+.3f} [{change['lo']:+.3f}, {change['hi']:+.3f}] "
+            "(95 % CI; log 2 = 0.693)")

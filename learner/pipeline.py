@@ -80,10 +80,9 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
     summary.pop("coverage", None)
     if summary.get("loss_trend"):
-        t = summary["loss_trend"]
-        say(f"  dpo/loss first third {t['first']['mean']:.3f} → last third "
-            f"{t['last']['mean']:.3f}, change {t['change']['mean']:+.3f} "
-            f"[{t['change']['lo']:+.3f}, {t['change']['hi']:+.3f}] (95 % CI)")
+        from learner.eval_stats import format_loss_trend
+
+        say("  " + format_loss_trend(summary["loss_trend"]))
     return summary
 
 

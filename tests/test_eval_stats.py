@@ -3,7 +3,7 @@ how the comparison table reports them (learner/evaluate.py)."""
 import numpy as np
 import pytest
 
-from learner.eval_stats import bootstrap_mean, loss_trend, paired_bootstrap
+from learner.eval_stats import bootstrap_mean, format_loss_trend, loss_trend, paired_bootstrap
 from learner.evaluate import format_table, mlflow_metrics, summarize
 
 
@@ -65,6 +65,8 @@ def test_loss_trend_finds_a_fall_only_beyond_the_noise():
     assert t["first"]["mean"] == pytest.approx(falling[:20].mean())
     assert t["last"]["mean"] == pytest.approx(falling[-20:].mean())
     assert t["change"]["hi"] < 0 < t["first"]["mean"] - t["last"]["mean"]
+    line = format_loss_trend(t)
+    assert f"first third {t['first']['mean']:.3f}" in line and f"{t['change']['hi']:+.3f}]" in line
     flat = 0.69 + rng.normal(0, 0.1, 60)
     t = loss_trend(flat)
     assert t["change"]["lo"] < 0 < t["change"]["hi"]

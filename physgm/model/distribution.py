@@ -94,14 +94,14 @@ class PhysicsDistribution:
         if mode == "mirrored" and k % 2:
             raise ValueError(f"mirrored sampling draws couples: k must be even, got {k}")
         with torch.no_grad():
-            n_draws = {"independent": k, "shared_material": 1, "mirrored": k // 2}[mode]
-            materials = torch.multinomial(self.probs, n_draws, replacement=True,
-                                          generator=generator)
-            materials = (materials.expand(-1, k) if mode == "shared_material"
-                         else materials.repeat_interleave(2, dim=1) if mode == "mirrored"
-                         else materials)
+            n = {"independent": k, "shared_material": 1, "mirrored": k // 2}[mode]
+            materials = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+            if mode == "shared_material":
+                materials = materials.expand(-1, k)
+            elif mode == "mirrored":  # m₀, m₀, m₁, m₁, …
+                materials = materials.repeat_interleave(2, dim=1)
             mu, std = self._select(self.mu, materials), self._select(self.std, materials)
-            shape = (mu.shape[0], k // 2, mu.shape[2]) if mode == "mirrored" else mu.shape
+            shape = (mu.shape[0], k // 2 if mode == "mirrored" else k, mu.shape[2])
             eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
             if mode == "mirrored":  # (B, K/2, P) → (B, K, P) as ε₀, −ε₀, ε₁, −ε₁, …
                 eps = torch.stack([eps, -eps], dim=2).flatten(1, 2)
