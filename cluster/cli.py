@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
+
+from physgm.cli_common import fail, get_config
 
 app = typer.Typer(help="Cluster launch: offline checks and cost estimates (cluster/README.md).",
                   no_args_is_help=True, add_completion=False)
@@ -19,14 +21,9 @@ def _main() -> None:
     """Cluster commands."""
 
 
-def _config(config: Optional[Path], overrides: Optional[List[str]]):
-    from physgm.config import ConfigError, load_config
-
-    try:
-        return load_config(config, overrides)
-    except ConfigError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm cluster {check,costs}``."""
+    root.add_typer(app, name="cluster")
 
 
 @app.command("check")
@@ -35,7 +32,7 @@ def check(
                                         help="Ray cluster launcher YAML"),
     config: Optional[Path] = typer.Option(PAPER, "--config", "-c",
                                           help="run config whose roles must fit the cluster"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override a.b=c"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override a.b=c"),
     no_config: bool = typer.Option(False, "--no-config", help="check the cluster file alone"),
     strict: bool = typer.Option(False, "--strict", help="fail on warnings too"),
     as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),
@@ -45,12 +42,11 @@ def check(
     replicas, Serve replicas) fits a node type. Exit 1 on errors, 2 on unreadable input."""
     from cluster.check import ClusterCheckError, check_cluster, format_report
 
-    cfg = None if no_config else _config(config, set_)
+    cfg = None if no_config else get_config(config, set_)
     try:
         report = check_cluster(cluster_file, cfg, None if no_config else str(config))
     except ClusterCheckError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(str(err))
     if as_json:
         typer.echo(json.dumps(report.to_dict() | {"ok": report.ok(strict)}))
     else:
@@ -62,7 +58,7 @@ def check(
 @app.command("costs")
 def costs(
     config: Optional[Path] = typer.Option(PAPER, "--config", "-c", help="run config"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="config override a.b=c"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="config override a.b=c"),
     sim_pss: Optional[float] = typer.Option(None, help="MPM particle-substeps/s per actor"),
     render_s: Optional[float] = typer.Option(None, help="seconds to render one frame"),
     reward_s: Optional[float] = typer.Option(None, help="seconds to score one video"),
@@ -74,13 +70,12 @@ def costs(
     """GPU-hours per stage from measured figures; missing figures print TBD(measured)."""
     from cluster.costs import Figures, cost_report, format_costs
 
-    cfg = _config(config, set_)
+    cfg = get_config(config, set_)
     try:
         cpu = tuple(float(x) for x in cpu_pss.split(",")) if cpu_pss else None
         if cpu is not None and (len(cpu) != 2 or min(cpu) <= 0):
             raise ValueError
     except ValueError:
-        typer.secho("error: --cpu-pss takes LOW,HIGH, e.g. 1.2e6,1.9e6", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail("--cpu-pss takes LOW,HIGH, e.g. 1.2e6,1.9e6")
     report = cost_report(cfg, Figures(sim_pss, render_s, reward_s, step_s), cpu)
     typer.echo(json.dumps(report) if as_json else format_costs(report))

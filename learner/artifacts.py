@@ -1,5 +1,6 @@
-"""DPO-specific MLflow logging: metrics, warnings, and side-by-side GT | winner | loser
-videos with the parameters of each, for a few pairs every ``dpo.log_videos_every`` steps."""
+"""What the DPO loop logs to its MLflow run (through ``runtime.tracking``): per-step metrics,
+warnings, and side-by-side GT | winner | loser videos with the parameters of each, for a few
+pairs every ``dpo.log_videos_every`` steps."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from physgm.config import RunConfig
+from runtime import tracking
 
 log = logging.getLogger("physgm.dpo")
 
@@ -28,25 +32,24 @@ def side_by_side(reference: np.ndarray, chosen: np.ndarray, rejected: np.ndarray
     return np.concatenate([reference, sep, fit(chosen), sep, fit(rejected)], axis=2)
 
 
-class DPOTracker:
-    """Thin layer over the active MLflow run (``mlflow`` module-level API)."""
+class DPOLog:
+    """The DPO run's MLflow log, bound to its run id (``run_id=None``: log nothing)."""
 
-    def __init__(self, mlflow_module=None, fps: float = 25.0, max_videos: int = 20):
-        self.mlflow = mlflow_module
-        self.fps = fps
-        self.max_videos = max_videos
+    def __init__(self, cfg: RunConfig, run_id: str | None, fps: float = 25.0,
+                 max_videos: int = 20):
+        self.cfg, self.run_id, self.fps, self.max_videos = cfg, run_id, fps, max_videos
         self.videos_logged = 0
 
     def log_metrics(self, metrics: dict, step: int) -> None:
-        if self.mlflow is not None:
-            self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        if self.run_id is not None:
+            tracking.log_metrics(self.cfg, self.run_id, metrics, step)
 
     def warn(self, message: str) -> None:
         log.warning(message)
 
     def log_pair_video(self, result, step: int) -> None:
         """GT | winner | loser mp4 + the two parameter sets as JSON, under pairs/."""
-        if self.mlflow is None or self.videos_logged >= self.max_videos:
+        if self.run_id is None or self.videos_logged >= self.max_videos:
             return
         from physgm.video import write_video
 
@@ -57,7 +60,7 @@ class DPOTracker:
             write_video(Path(tmp) / f"{name}.mp4", frames, fps=self.fps)
             (Path(tmp) / f"{name}.json").write_text(json.dumps({
                 "scene_id": result.scene_id, "policy_version": result.policy_version,
-                "rewards": result.rewards, "chosen": v["chosen_params"],
+                "rewards": [r if np.isfinite(r) else None for r in result.rewards], "chosen": v["chosen_params"],
                 "rejected": v["rejected_params"]}, indent=2))
-            self.mlflow.log_artifacts(tmp, artifact_path="pairs")
+            tracking.log_artifacts(self.cfg, self.run_id, tmp, "pairs")
         self.videos_logged += 1

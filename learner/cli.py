@@ -1,13 +1,26 @@
-"""``physgm dpo``: preference optimisation of the physics head on a (local) Ray cluster."""
+"""``physgm dpo`` (preference optimisation of the physics head on a Ray cluster) and
+``physgm bench dpo``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from physgm.cli import ConfigOpt, JsonOpt, SetOpt, fail, get_config
+from physgm.cli_common import (PASS_THROUGH, ConfigOpt, JsonOpt, SetOpt, echo_json, fail,
+                               get_config, run_benchmark)
+
+
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm dpo`` and ``physgm bench dpo``."""
+    root.command("dpo")(dpo)
+    bench.command("dpo", context_settings=PASS_THROUGH)(bench_dpo)
+
+
+def bench_dpo(ctx: typer.Context) -> None:
+    """DPO pairs/hour with 1 and 2 actors side by side, time shares, weight size.
+    Options: --actors 1,2 --scenes 8 --epochs 1 --data PATH --checkpoint PATH --json."""
+    run_benchmark("dpo", list(ctx.args))
 
 
 def dpo(
@@ -35,7 +48,7 @@ def dpo(
                    err=True)
         raise typer.Exit(130)
     if json_:
-        typer.echo(json.dumps(summary, default=float))
+        echo_json(summary)
     else:
         typer.echo(f"DPO done: {summary['steps']} steps, {summary['pairs_learned']} pairs "
                    f"learned, {summary['pairs_per_hour']:.0f} pairs/hour, policy "

@@ -16,10 +16,10 @@ import numpy as np
 import ray
 import torch
 
-from actors.rollout import simulate_and_score
 from learner.eval_stats import bootstrap_mean, paired_bootstrap
 from physgm.config import RunConfig
 from physgm.materials import MATERIALS
+from reward.rollout import simulate_and_score
 
 
 def policy_choice(head, tokens: np.ndarray) -> tuple[int, np.ndarray]:
@@ -121,8 +121,8 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
     """Evaluate two checkpoints (w/o and w/ DPO) on held-out scenes → (summary, rows).
 
     Scenes are evaluated in parallel as Ray tasks when Ray is running (one CPU each)."""
-    from actors.scenes import encode_scenes, scene_split
     from physgm.model import load_model
+    from runtime.scenes import encode_scenes, scene_split
 
     ids = scene_split(cfg, split)[: n_scenes or cfg.dpo.eval_scenes]
     model_a, _ = load_model(pretrained, "cpu")
@@ -138,12 +138,11 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
 
 
 def _eval_one(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
-    from actors.scenes import load_rollout_scene
     from reward.scorer import RewardScorer
+    from runtime.scenes import load_rollout_scene
 
     torch.set_num_threads(1)
-    sim = cfg.sim.model_copy(update={"threads": 1})
-    return evaluate_scene(cfg, load_rollout_scene(cfg, scene_id, sim), heads, tokens,
+    return evaluate_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), heads, tokens,
                           RewardScorer(cfg.reward))
 
 

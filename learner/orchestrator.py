@@ -1,9 +1,11 @@
 """The distributed DPO loop, top to bottom.
 
     pretrained checkpoint ─► frozen encoder: global tokens per scene (cached, object store)
-    policy vN weights (object store) ─► sim actors: K samples → MPM → render → reward service
+    policy vN weights (object store, put there by the learner) ─► sim actors: K samples →
+        MPM → render → reward service → pairs            (physgm.dpo steps 1–4)
     actors ─► bounded queue of rollouts (put blocks when full) ─► orchestrator
-    orchestrator: dedupe by task id, drop stale pairs, batch ─► learner (DeepSpeed) ─► vN+1
+    orchestrator: dedupe by task id, drop stale pairs, batch ─► learner (DeepSpeed, steps
+        5–6) ─► vN+1
 
 Fault tolerance: actors restart (``max_restarts``); a task whose actor died is submitted
 again and its pairs are counted once (by task id). The learner and this loop's progress
@@ -21,7 +23,9 @@ from typing import Callable, Optional
 import numpy as np
 import ray
 
-from learner.state import DPOState, build_tasks, checkpoint_dir, load_state, save_state
+from learner.artifacts import DPOLog
+from learner.dpo import DPOSetup
+from learner.state import DPOState, build_tasks, save_state
 from physgm.config import RunConfig
 
 
@@ -42,13 +46,13 @@ def _drain(queue, timeout: float) -> list:
 class Orchestrator:
     """Owns the actors, the learner, the queue and the run's ``DPOState``."""
 
-    def __init__(self, cfg: RunConfig, setup, state: DPOState, tracker,
+    def __init__(self, cfg: RunConfig, setup: DPOSetup, state: DPOState, log: DPOLog,
                  on_step: Optional[Callable[["Orchestrator"], None]] = None):
         from ray.util.queue import Queue
 
         from actors.sim_actor import SimActor
 
-        self.cfg, self.setup, self.state, self.tracker, self.on_step = cfg, setup, state, tracker, on_step
+        self.cfg, self.setup, self.state, self.log, self.on_step = cfg, setup, state, log, on_step
         self.learner = setup.learner
         self.queue = Queue(maxsize=cfg.dpo.queue_size)
         nonce = uuid.uuid4().hex[:6]  # names stay unique when runs follow each other
@@ -58,11 +62,20 @@ class Orchestrator:
                              num_gpus=cfg.dpo.actor_gpus, resources=dict(cfg.dpo.actor_resources))
             .remote(cfg, setup.model_cfg, setup.tokens_ref, setup.reward_handle, f"actor-{i}")
             for i in range(cfg.dpo.n_actors)]
-        self.weights_ref = ray.put(ray.get(self.learner.weights.remote()))
+        self.weights_ref = self._publish()
         self.want_videos = True
         self.t_start = time.perf_counter()
         self.timings = {"sim_s": 0.0, "render_s": 0.0, "reward_s": 0.0, "learn_s": 0.0,
                         "queue_wait_s": 0.0, "publish_s": 0.0}
+        self.last_metrics: dict = {}
+        self.todo: deque = deque()  # tasks not yet submitted (redone ones first)
+        self.in_flight: dict = {}  # ObjectRef of an actor's run → (actor index, task)
+        self.idle: deque = deque(range(len(self.actors)))
+
+    def _publish(self) -> ray.ObjectRef:
+        """The learner's current weights as an object-store reference (the learner puts
+        them there itself; only the reference passes through this process)."""
+        return ray.get(self.learner.publish.remote())[0]
 
     # -- one learner step --------------------------------------------------------------
     def learn(self, batch: list) -> None:
@@ -75,7 +88,7 @@ class Orchestrator:
         st.losses.append(float(metrics["loss"]))
         if st.step % cfg.dpo.publish_every == 0:
             t1 = time.perf_counter()
-            self.weights_ref = ray.put(ray.get(self.learner.weights.remote()))
+            self.weights_ref = self._publish()
             st.version += 1
             self.timings["publish_s"] += time.perf_counter() - t1
         elapsed = st.wall_s + time.perf_counter() - self.t_start
@@ -85,7 +98,7 @@ class Orchestrator:
             "policy_version": st.version, "staleness/dropped": st.stale_dropped,
             "failed_sims": st.failed_sims, "reward_errors": st.reward_errors,
             "actor_failures": st.actor_failures, "pairs_learned": st.pairs_learned})
-        self.tracker.log_metrics({f"dpo/{k}": v for k, v in metrics.items()}, step=st.step)
+        self.log.log_metrics({f"dpo/{k}": v for k, v in metrics.items()}, step=st.step)
         self.last_metrics = metrics
         if st.step % cfg.dpo.log_videos_every == 0:
             self.want_videos = True
@@ -103,10 +116,11 @@ class Orchestrator:
         st.done_tasks.add(result.task_id)
         st.coverage[result.scene_id] = st.coverage.get(result.scene_id, 0) + 1
         st.pairs_received += len(result.pairs)
-        st.failed_sims += result.timings.get("failed_sims", 0)
-        st.reward_errors += result.timings.get("reward_errors", 0)  # this task's errors
-        st.rewards_sum += float(np.sum(result.rewards))
-        st.rewards_count += len(result.rewards)
+        st.failed_sims += result.failed_sims
+        st.reward_errors += result.scoring_failed  # unscored candidates: in no pair
+        scored = [r for r in result.rewards if np.isfinite(r)]
+        st.rewards_sum += float(np.sum(scored))
+        st.rewards_count += len(scored)
         for key in ("sim_s", "render_s", "reward_s"):
             self.timings[key] += result.timings.get(key, 0.0)
         for pair in result.pairs:
@@ -115,7 +129,7 @@ class Orchestrator:
             else:
                 st.buffer.append(pair)
         if result.videos:
-            self.tracker.log_pair_video(result, st.step)
+            self.log.log_pair_video(result, st.step)
 
     def checkpoint(self) -> Path:
         self.state.wall_s += time.perf_counter() - self.t_start
@@ -132,12 +146,11 @@ class Orchestrator:
     def run(self) -> DPOState:
         cfg, st = self.cfg, self.state
         tasks = build_tasks(self.setup.scene_ids, cfg.dpo.epochs, cfg.dpo.seed)
-        self.todo = deque(t for t in st.pending if t.task_id not in st.done_tasks)
+        self.todo.extend(t for t in st.pending if t.task_id not in st.done_tasks)
         self.todo.extend(tasks[st.next_task:])
         st.next_task = len(tasks)
         st.pending = []
-        self.in_flight: dict = {}
-        idle = deque(range(len(self.actors)))
+        idle = self.idle
         max_steps = cfg.dpo.steps
 
         def finished() -> bool:
@@ -166,7 +179,7 @@ class Orchestrator:
                         ray.get(ref)
                     except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
                         st.actor_failures += 1  # the actor restarts; its task is done again
-                        self.tracker.warn(f"{task.task_id} failed on actor {a}: "
+                        self.log.warn(f"{task.task_id} failed on actor {a}: "
                                           f"{type(err).__name__}; resubmitting")
                         if task.task_id not in st.done_tasks:
                             self.todo.appendleft(task)

@@ -1,6 +1,6 @@
 """Pinhole cameras, orbit/random placement around an object, rays and Plücker coordinates.
 
-Conventions (DESIGN.md §3): OpenCV camera axes (x right, y down, z forward); world y is up;
+Conventions (docs/architecture.md): OpenCV camera axes (x right, y down, z forward); world y is up;
 ``K`` (3, 3) intrinsics in pixels with pixel centres at ``i + 0.5`` (pixel (0, 0) covers
 [0, 1)², so a centred principal point is ``(W/2, H/2)``); ``c2w`` (4, 4) camera-to-world
 rigid transform in metres. Tensors are float32 on the CPU unless moved with ``to``.

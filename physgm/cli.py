@@ -4,13 +4,14 @@ that ``physgm --help`` stays fast."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from physgm.config import ConfigError, RunConfig, dump_config, load_config
+from physgm.cli_common import (PASS_THROUGH, ConfigOpt, JsonOpt, SetOpt, fail, get_config,
+                               run_benchmark)
+from physgm.config import dump_config
 
 app = typer.Typer(
     name="physgm", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
@@ -22,45 +23,6 @@ bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks; each prints one 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect and validate configs.")
 app.add_typer(bench_app, name="bench")
 app.add_typer(config_app, name="config")
-
-ConfigOpt = Annotated[Optional[Path], typer.Option(
-    "--config", "-c", help="YAML config (see configs/quickstart.yaml, configs/paper.yaml).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a config value: --set sim.grid_res=64 (repeatable, YAML values).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print figures as one JSON line.")]
-
-
-def get_config(config: Optional[Path], overrides: Optional[list[str]]) -> RunConfig:
-    """Load the config or exit with status 2 and a message that says what to change."""
-    try:
-        return load_config(config, overrides)
-    except ConfigError as err:
-        typer.secho(f"error: {err}", fg="red", err=True)
-        raise typer.Exit(2) from None
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(code)
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def run_benchmark(name: str, argv: list[str]) -> None:
-    """Run ``benchmarks/bench_<name>.py``'s ``main(argv)`` (benchmarks live in the repo)."""
-    import importlib.util
-
-    path = _repo_root() / "benchmarks" / f"bench_{name}.py"
-    if not path.is_file():
-        fail(f"benchmark script {path.name} not found: `physgm bench` runs from a source "
-             "checkout (pip install -e .)")
-    spec = importlib.util.spec_from_file_location(f"benchmarks.bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(_repo_root()))
-    spec.loader.exec_module(module)
-    module.main(argv)
 
 
 @config_app.command("show")
@@ -146,138 +108,43 @@ def simulate(
             typer.echo(f"  {result.message}")
 
 
-@bench_app.command("mpm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@bench_app.command("mpm", context_settings=PASS_THROUGH)
 def bench_mpm(ctx: typer.Context) -> None:
     """MPM throughput (particle-substeps/s) vs size, side by side with Taichi's MLS-MPM.
     Options: --sizes 5000:32,50000:64 --substeps N --threads N --no-taichi --json."""
     run_benchmark("mpm", list(ctx.args))
 
 
-@bench_app.command("render", context_settings={"allow_extra_args": True,
-                                               "ignore_unknown_options": True})
+@bench_app.command("render", context_settings=PASS_THROUGH)
 def bench_render(ctx: typer.Context) -> None:
     """Renderer throughput (Gaussians × pixels / s): tiled torch backend vs the dense
     reference. Options: --sizes 64x1000,96x2000 --repeats N --json."""
     run_benchmark("render", list(ctx.args))
 
 
-@bench_app.command("pretrain", context_settings={"allow_extra_args": True,
-                                                 "ignore_unknown_options": True})
-def bench_pretrain(ctx: typer.Context) -> None:
-    """Training samples/s and peak memory: DeepSpeed engine vs a plain PyTorch loop.
-
-    Same model and batches. Options: --steps N --batch-size N --views N --size PX --json."""
-    run_benchmark("pretrain", list(ctx.args))
-
-
-@bench_app.command("data", context_settings={"allow_extra_args": True,
-                                             "ignore_unknown_options": True})
+@bench_app.command("data", context_settings=PASS_THROUGH)
 def bench_data(ctx: typer.Context) -> None:
     """Scenes per minute of `physgm data synth` per worker count (one JSON line)."""
     run_benchmark("data", list(ctx.args))
 
 
-@bench_app.command("reward", context_settings={"allow_extra_args": True,
-                                               "ignore_unknown_options": True})
-def bench_reward(ctx: typer.Context) -> None:
-    """Videos scored per second per reward backend, batched vs unbatched, reference vs
-    candidate cost. Options: --backends classical,sam2_cotracker --k 8 --json."""
-    run_benchmark("reward", list(ctx.args))
+# ---- the stages' commands: each stage's cli.py registers its own (physgm/cli_common.py
+# says how); this module and pipeline/ are the only ones that import every stage. ----
+def _register_stages() -> None:
+    from cluster import cli as cluster_cli
+    from learner import cli as learner_cli
+    from physgm.data import cli as data_cli
+    from pipeline import cli as pipeline_cli
+    from pretrain import cli as pretrain_cli
+    from reward import cli as reward_cli
+    from serving import cli as serving_cli
+
+    for stage in (pipeline_cli, data_cli, pretrain_cli, learner_cli, reward_cli, serving_cli,
+                  cluster_cli):
+        stage.register(app, bench_app)
 
 
-@bench_app.command("dpo", context_settings={"allow_extra_args": True,
-                                            "ignore_unknown_options": True})
-def bench_dpo(ctx: typer.Context) -> None:
-    """DPO pairs/hour with 1 and 2 actors side by side, time shares, weight size.
-    Options: --actors 1,2 --scenes 8 --epochs 1 --data PATH --checkpoint PATH --json."""
-    run_benchmark("dpo", list(ctx.args))
-
-
-class _Say:
-    """Stage messages for `physgm run`; transient ones (progress counters) overwrite one
-    line in place."""
-
-    def __init__(self, quiet: bool):
-        self.quiet, self.open_line = quiet, False
-
-    def __call__(self, message: str, transient: bool = False) -> None:
-        if self.quiet:
-            return
-        if transient:
-            sys.stdout.write("\r" + message)
-            sys.stdout.flush()
-            self.open_line = True
-            return
-        if self.open_line:
-            sys.stdout.write("\n")
-            self.open_line = False
-        typer.echo(message)
-
-
-@app.command()
-def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
-        redo: Annotated[Optional[list[str]], typer.Option(
-            help="stage to run again even if finished: data, pretrain, dpo, eval, serve")] = None,
-        json_: JsonOpt = False) -> None:
-    """Run the whole pipeline on this machine: synth data → pretrain → DPO → eval table
-    (w/o vs w/ DPO) → Ray Serve → one prediction. Output under runs/<name>/; a second run
-    reuses finished stages and resumes an interrupted one."""
-    from learner.pipeline import STAGES, run_pipeline
-
-    cfg = get_config(config, set_)
-    bad = [s for s in (redo or []) if s not in STAGES]
-    if bad:
-        fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
-    try:
-        results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished stages are kept and the running one checkpointed; "
-                   "the same `physgm run` command resumes", err=True)
-        raise typer.Exit(130)
-    if json_:
-        typer.echo(json.dumps(results, default=str))
-        return
-    from pretrain.tracking import tracking_uri
-
-    typer.echo(f"\nall stages done in {results['wall_s']:.0f} s; outputs under {cfg.run_dir}/")
-    typer.echo(f"  MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg)} "
-               "--host 127.0.0.1   (then open http://127.0.0.1:5000)")
-    typer.echo(f"  demo page:  physgm serve --checkpoint {cfg.run_dir}/checkpoints/dpo   "
-               f"(then open http://127.0.0.1:{cfg.serve.port}/)")
-
-
-# ---- stage commands: each stage module owns its Typer command(s) and keeps heavy imports
-# (ray, deepspeed, mlflow) inside the command functions. One block per stage. ----
-# [data]
-from physgm.data.cli import app as _data_app  # noqa: E402
-
-app.add_typer(_data_app, name="data")
-# [pretrain]
-from pretrain.cli import evaluate as _evaluate  # noqa: E402
-from pretrain.cli import pretrain as _pretrain  # noqa: E402
-
-app.command("pretrain")(_pretrain)
-# [eval]
-app.command("eval")(_evaluate)
-# [reward]
-from reward.cli import app as _reward_app  # noqa: E402
-
-app.add_typer(_reward_app, name="reward")
-# [dpo]
-from learner.cli import dpo as _dpo  # noqa: E402
-
-app.command("dpo")(_dpo)
-# [serve]
-from serving.cli import bench_serve_command as _bench_serve  # noqa: E402
-from serving.cli import serve_command as _serve  # noqa: E402
-
-app.command("serve")(_serve)
-bench_app.command("serve", context_settings={"allow_extra_args": True,
-                                             "ignore_unknown_options": True})(_bench_serve)
-# [cluster]
-from cluster.cli import app as _cluster_app  # noqa: E402
-
-app.add_typer(_cluster_app, name="cluster")
+_register_stages()
 
 
 def main() -> None:

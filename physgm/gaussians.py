@@ -1,6 +1,6 @@
 """3D Gaussians: the dataclass, 3DGS-compatible PLY I/O, deformation, and particle filling.
 
-``Gaussians`` holds *activated* values (DESIGN.md §3): means (N, 3) [m], scales (N, 3) [m]
+``Gaussians`` holds *activated* values (docs/architecture.md): means (N, 3) [m], scales (N, 3) [m]
 (> 0), quats (N, 4) as (w, x, y, z) (normalised on use), opacities (N,) in [0, 1], colors
 (N, 3) RGB in [0, 1]. Covariance Σ = R S Sᵀ Rᵀ with R = rot(q), S = diag(scales).
 

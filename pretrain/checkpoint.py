@@ -17,7 +17,6 @@ across machines the checkpoint root must be shared storage.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from physgm.config import RunConfig
 from physgm.model import save_model
+from runtime.distributed import capture_rng, full_state_dict, restore_rng
 
 STATE_FILE = "trainer_state.json"
 DS_DIR, DS_TAG = "deepspeed", "state"
@@ -46,31 +46,6 @@ class TrainState:
     world_size: int = 1
     mlflow_run_id: Optional[str] = None
     metrics: dict = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------- RNG states
-def capture_rng() -> dict:
-    """This process's RNG states as plain data + tensors (safe for weights_only loading)."""
-    version, state, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    out = {"python": [version, list(state), gauss],
-           "numpy": [np_name, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
-                     int(np_has_gauss), float(np_gauss)],
-           "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def restore_rng(states: dict) -> None:
-    """Inverse of ``capture_rng``."""
-    version, state, gauss = states["python"]
-    random.setstate((version, tuple(state), gauss))
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 # ---------------------------------------------------------------- helpers
@@ -129,17 +104,13 @@ def save_checkpoint(target: Union[str, Path], engine, cfg: RunConfig, state: Tra
 
 
 def _save_weights(directory: Path, engine, cfg: RunConfig, state: TrainState, rank: int) -> None:
-    """model.pt via ``save_model`` on rank 0; ZeRO-3 gathers the partitioned weights first."""
+    """model.pt via ``save_model`` on rank 0; ZeRO-3 gathers the partitioned weights first
+    (``full_state_dict`` is collective then: every rank calls it)."""
     extra = {"step": state.step, "samples": state.samples, "stage": "pretrain"}
-    if getattr(engine.ds, "zero_optimization_partition_weights", lambda: False)():
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(engine.module.parameters()),
-                                               modifier_rank=None):
-            if rank == 0:
-                save_model(directory, engine.module, cfg, extra=extra)
-    elif rank == 0:
-        save_model(directory, engine.module, cfg, extra=extra)
+    partitioned = getattr(engine.ds, "zero_optimization_partition_weights", lambda: False)()
+    weights = full_state_dict(engine.ds) if partitioned or rank == 0 else None
+    if rank == 0:
+        save_model(directory, engine.module, cfg, extra=extra, state_dict=weights)
 
 
 def read_state(path: Union[str, Path]) -> TrainState:

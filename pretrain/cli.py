@@ -1,24 +1,26 @@
-"""``physgm pretrain`` and ``physgm eval`` (registered in physgm/cli.py). Ray, DeepSpeed
-and MLflow are imported inside the commands, so ``physgm --help`` stays fast."""
+"""``physgm pretrain`` and ``physgm bench pretrain``. Ray, DeepSpeed and MLflow are imported
+inside the commands, so ``physgm --help`` stays fast."""
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from physgm.cli import ConfigOpt, JsonOpt, SetOpt, fail, get_config
+from physgm.cli_common import (PASS_THROUGH, ConfigOpt, JsonOpt, SetOpt, echo_json, fail,
+                               get_config, run_benchmark)
 
 
-def _clean(value):
-    """NaN/inf → None so the JSON line stays valid JSON."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm pretrain`` and ``physgm bench pretrain``."""
+    root.command("pretrain")(pretrain)
+    bench.command("pretrain", context_settings=PASS_THROUGH)(bench_pretrain)
+
+
+def bench_pretrain(ctx: typer.Context) -> None:
+    """Training samples/s and peak memory: DeepSpeed engine vs a plain PyTorch loop.
+
+    Same model and batches. Options: --steps N --batch-size N --views N --size PX --json."""
+    run_benchmark("pretrain", list(ctx.args))
 
 
 def pretrain(
@@ -52,7 +54,7 @@ def pretrain(
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         fail(str(err))
     if json_:
-        typer.echo(json.dumps(_clean(summary), default=str))
+        echo_json(summary)
         return
     m = summary.get("metrics", {})
     if summary["status"] == "already_done":
@@ -64,68 +66,3 @@ def pretrain(
     verb = "pretrained" if summary["status"] == "ok" else "stopped"
     typer.echo(f"{verb} at step {summary['step']} in {summary['wall_s']:.0f} s: {figures} → "
                f"{summary['checkpoint']} (MLflow run {summary['mlflow_run_id']})")
-
-
-def evaluate(
-    checkpoint: Annotated[Optional[Path], typer.Option(
-        help="checkpoint directory or .pt file (default runs/<name>/checkpoints/final)")] = None,
-    data: Annotated[Optional[Path], typer.Option(
-        help="scene store (default data.path)")] = None,
-    split: Annotated[str, typer.Option(
-        help="train | val | test | all (every scene: for a store never trained on, e.g. one "
-             "synthesised with another data.seed)")] = "test",
-    scenes: Annotated[int, typer.Option(help="at most this many scenes (0 = all)")] = 0,
-    views: Annotated[Optional[int], typer.Option(
-        help="input views per scene (default pretrain.val_views)")] = None,
-    log_mlflow: Annotated[bool, typer.Option(
-        "--log-mlflow", help="also log the figures as eval/* metrics of a new MLflow run")]
-    = False,
-    dpo: Annotated[Optional[Path], typer.Option(
-        "--dpo", help="a DPO checkpoint (e.g. runs/<name>/checkpoints/dpo): also compare "
-        "w/o vs w/ DPO on simulated videos (video reward, win rate, material, log10 E)")] = None,
-    config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False,
-) -> None:
-    """Score a checkpoint on held-out scenes against the TRUE physical parameters.
-
-    Novel-view PSNR, material accuracy, log10 E and ν errors, next to the annotator's own
-    accuracy and errors on the same scenes. With --dpo, also the paper-style table of the
-    pretrained model (w/o DPO) against the DPO model (w/ DPO), each simulated at its mean
-    parameters and scored against the GT video."""
-    from pretrain.evaluate import evaluate_checkpoint, format_report, mlflow_metrics
-
-    cfg = get_config(config, set_)
-    ckpt = checkpoint or cfg.run_dir / "checkpoints" / "final"
-    if split not in ("train", "val", "test", "all"):
-        fail(f"--split must be train, val, test or all, got {split!r}")
-    try:
-        result = evaluate_checkpoint(ckpt, cfg, data, split, scenes, views)
-    except (FileNotFoundError, ValueError) as err:
-        fail(str(err))
-    metrics = mlflow_metrics(result)
-    if dpo is not None:
-        from learner.dpo import ensure_ray
-        from learner.evaluate import format_table, run_comparison
-        from learner.evaluate import mlflow_metrics as dpo_metrics
-
-        if data is not None:
-            cfg.data.path = str(data)
-        ensure_ray(cfg)
-        try:
-            summary, _ = run_comparison(cfg, str(ckpt), str(dpo), scenes or None, split)
-        except (FileNotFoundError, ValueError) as err:
-            fail(str(err))
-        result["dpo_comparison"] = summary
-        result["dpo_table"] = format_table(summary)
-        metrics.update(dpo_metrics(summary))
-    if log_mlflow:
-        from pretrain import tracking
-
-        with tracking.start_run(cfg, "eval") as run:
-            tracking.log_metrics(cfg, run.info.run_id, metrics, 0)
-        result["mlflow_run_id"] = run.info.run_id
-    if json_:
-        typer.echo(json.dumps(_clean(result)))
-    else:
-        typer.echo(format_report(result))
-        if "dpo_table" in result:
-            typer.echo("\n" + result["dpo_table"])

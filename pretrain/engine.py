@@ -13,8 +13,6 @@
 """
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -23,6 +21,7 @@ from torch import nn
 
 from physgm.config import PretrainConfig
 from pretrain.schedule import warmup_cosine
+from runtime.distributed import import_deepspeed, init_process_group
 
 
 def on_gpu(cfg: PretrainConfig) -> bool:
@@ -33,31 +32,6 @@ def on_gpu(cfg: PretrainConfig) -> bool:
 def compute_dtype(cfg: PretrainConfig) -> Optional[torch.dtype]:
     """bf16 on GPU when enabled, else None (the model's own fp32)."""
     return torch.bfloat16 if on_gpu(cfg) and cfg.bf16 else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ensure_dist_env() -> None:
-    """Single-process defaults for the variables DeepSpeed's init reads (Ray Train sets
-    them for its workers). ``LOCAL_SIZE`` stays unset: on CPU it enables a shared-memory
-    transport that leaks."""
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
-        os.environ.setdefault(key, value)
-
-
-def import_deepspeed(gpu: bool):
-    """Import DeepSpeed, selecting its CPU accelerator when no GPU is used."""
-    if not gpu:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    import deepspeed
-
-    return deepspeed
 
 
 def deepspeed_config(cfg: PretrainConfig, world_size: int, gpu: bool) -> dict[str, Any]:
@@ -126,13 +100,11 @@ def build_engine(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[in
                  ) -> Engine:
     """Wrap ``model`` in a DeepSpeed engine (initialising torch.distributed if needed).
 
-    Inside Ray Train the process group already exists; alone, ``ensure_dist_env`` supplies a
-    one-process group (gloo on CPU)."""
+    Inside Ray Train the process group already exists; alone, a one-process group (gloo
+    on CPU) is made (``runtime.distributed.init_process_group``)."""
     gpu = on_gpu(cfg)
     deepspeed = import_deepspeed(gpu)
-    ensure_dist_env()
-    if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if gpu else "gloo")
+    init_process_group(gpu)
     world = torch.distributed.get_world_size()
     if gpu:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -30,13 +30,13 @@ import torch
 
 from physgm.config import RunConfig, dump_config
 from physgm.model import PhysGM
-from pretrain import tracking
 from pretrain.checkpoint import (TrainState, latest_checkpoint, load_checkpoint,
                                  prune_checkpoints, read_state, save_checkpoint, step_name)
 from pretrain.engine import build_engine
 from pretrain.loader import ShardedBatches, collate_fn, open_scenes, stream
 from pretrain.step import pretrain_step, to_device
 from pretrain.validate import psnr, validate
+from runtime import tracking
 
 STAGE = "pretrain"
 
@@ -279,28 +279,25 @@ def _config_dir(cfg: RunConfig) -> Path:
 
 def _fit_local(config: dict) -> dict:
     """One in-process worker (no Ray): debugging, tests, single-core machines."""
-    from pretrain.engine import ensure_dist_env
-
-    ensure_dist_env()
     return train_worker(config)
 
 
 def _fit_ray(cfg: RunConfig, config: dict) -> dict:
-    import ray
     from ray.train import RunConfig as RayRunConfig
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from runtime.ray_cluster import ensure_ray
+
     p = cfg.pretrain
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(include_dashboard=False, runtime_env={"env_vars": _worker_env(cfg)})
+    ensure_ray(cfg)
     trainer = TorchTrainer(
         train_worker, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,
                                      resources_per_worker={"CPU": p.cpus_per_worker}),
         run_config=RayRunConfig(name=f"{cfg.name}-{STAGE}",
-                                storage_path=str((cfg.run_dir / "ray").resolve())))
+                                storage_path=str((cfg.run_dir / "ray").resolve()),
+                                worker_runtime_env={"env_vars": _worker_env(cfg)}))
     # Ray Train installs its own SIGINT handler (abort the training run) and leaves it in
     # place: restore ours after fit, or a Ctrl-C in a later stage of `physgm run` (DPO) is
     # swallowed instead of checkpointing and exiting.
@@ -315,8 +312,10 @@ def _fit_ray(cfg: RunConfig, config: dict) -> dict:
 
 
 def _worker_env(cfg: RunConfig) -> dict[str, str]:
-    env = {"MLFLOW_DISABLE_TELEMETRY": "true",
-           "OMP_NUM_THREADS": str(max(1, int(cfg.pretrain.cpus_per_worker)))}
+    """The training workers' environment on top of ``runtime.ray_cluster.worker_env``."""
+    from runtime.ray_cluster import worker_env
+
+    env = {**worker_env(), "OMP_NUM_THREADS": str(max(1, int(cfg.pretrain.cpus_per_worker)))}
     if not cfg.pretrain.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
     return env

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import typer
+
+from physgm.cli_common import (PASS_THROUGH, ConfigOpt, JsonOpt, SetOpt, fail, get_config,
+                               run_benchmark)
 
 app = typer.Typer(help="Video reward: SAM-2/CoTracker3 or classical masks + tracks.",
                   no_args_is_help=True, add_completion=False)
@@ -24,6 +27,18 @@ app = typer.Typer(help="Video reward: SAM-2/CoTracker3 or classical masks + trac
 @app.callback()
 def _main() -> None:
     """Video reward commands."""
+
+
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm reward {score,sweep}`` and ``physgm bench reward``."""
+    root.add_typer(app, name="reward")
+    bench.command("reward", context_settings=PASS_THROUGH)(bench_reward)
+
+
+def bench_reward(ctx: typer.Context) -> None:
+    """Videos scored per second per reward backend, batched vs unbatched, reference vs
+    candidate cost. Options: --backends classical,sam2_cotracker --k 8 --json."""
+    run_benchmark("reward", list(ctx.args))
 
 
 def load_any_video(path: Path) -> np.ndarray:
@@ -42,23 +57,17 @@ def score_cmd(
     reference: Path = typer.Argument(..., help="ground-truth video (.mp4, .gif, .npy)"),
     backend: Optional[str] = typer.Option(None, "--backend", "-b",
                                           help="classical | sam2_cotracker (default: config)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="run config YAML"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. "
-                                             "reward.random_init=true"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON line"),
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Score CANDIDATE against REFERENCE: reward = −(w_mask·(1 − mIoU) + w_track·track_error)."""
-    from physgm.config import ConfigError, load_config
-
     from .scorer import score
 
+    cfg = get_config(config, set_)
     try:
-        cfg = load_config(config, set_)
         cand, ref = load_any_video(candidate), load_any_video(reference)
         result = score(cand, ref, backend=backend, cfg=cfg)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
@@ -82,10 +91,7 @@ def sweep_cmd(
     offsets: str = typer.Option("-0.6,-0.3,-0.15,0,0.15,0.3,0.6", "--offsets",
                                 help="comma-separated shifts from the true value: decades for "
                                 "E, density, yield_stress; SI units otherwise"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="run config YAML"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="override, e.g. "
-                                             "reward.w_track=2"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON line"),
+    config: ConfigOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """How far the video reward falls when one TRUE parameter of a synthetic scene is shifted.
 
@@ -95,15 +101,13 @@ def sweep_cmd(
 
     Example: physgm reward sweep -c configs/quickstart.yaml --scene 000004 --param E
     """
-    from physgm.config import ConfigError, load_config
-
-    from actors.scenes import load_rollout_scene
-    from actors.sweep import sensitivity, sweep, unit
+    from runtime.scenes import load_rollout_scene
 
     from .scorer import RewardScorer
+    from .sweep import sensitivity, sweep, unit
 
+    cfg = get_config(config, set_)
     try:
-        cfg = load_config(config, set_)
         values = [float(v) for v in offsets.split(",") if v.strip()]
         if 0.0 not in values:
             values.append(0.0)
@@ -115,9 +119,8 @@ def sweep_cmd(
                      on_row=None if as_json else
                      lambda r: typer.echo(f"  {r['offset']:+.3g} → reward {r['reward']:.4f}",
                                           err=True))
-    except (ConfigError, ValueError, FileNotFoundError, KeyError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        fail(str(err))
     slope = sensitivity(rows)
     true = rollout_scene.true
     if as_json:

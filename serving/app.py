@@ -8,7 +8,7 @@
 
 The ingress validates and decodes everything a client sends (``serving.inputs``), then calls
 the model deployment (batched predict, or the per-pixel Gaussians) and, for simulate, the
-simulation deployment. Client mistakes are 4xx with a JSON ``detail`` (DESIGN.md §3); a
+simulation deployment. Client mistakes are 4xx with a JSON ``detail`` (docs/architecture.md); a
 model or simulation failure is 503, a call over ``serve.request_timeout_s`` 504. Binary
 replies carry ``X-Model-Version``.
 """

@@ -11,10 +11,17 @@ Ray: connects to the cluster in RAY_ADDRESS when set, else starts a local one.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from physgm.cli_common import PASS_THROUGH, ConfigOpt, SetOpt, fail, get_config, run_benchmark
+
+
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm serve`` and ``physgm bench serve``."""
+    root.command("serve")(serve_command)
+    bench.command("serve", context_settings=PASS_THROUGH)(bench_serve_command)
 
 
 def serve_command(
@@ -29,16 +36,11 @@ def serve_command(
     random_init: Annotated[bool, typer.Option("--random-init", help="serve an untrained "
                                               "model (smoke tests)")] = False,
     replicas: Annotated[Optional[int], typer.Option(help="model replicas (serve.replicas)")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. "
-                                                      "serve.max_batch_size=16")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None,
 ) -> None:
     """Serve the model over HTTP: predict, Gaussians, simulate, demo page (serving/README.md).
 
     POST /v1/predict, /v1/gaussians, /v1/simulate; GET /healthz, / (demo), /openapi.json."""
-    import os
-
-    from physgm.cli import fail, get_config
     from serving.model_source import resolve_source
     from serving.security import check_bind, resolve_api_key
 
@@ -58,12 +60,11 @@ def serve_command(
     import ray
     from ray import serve
 
+    from runtime.ray_cluster import ensure_ray
     from serving.deploy import start
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     typer.echo(f"starting Ray Serve with {source.describe()} …")
-    ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-             ignore_reinit_error=True)
+    ensure_ray()
     try:
         start(cfg, source)
         url = f"http://{cfg.serve.host}:{cfg.serve.port}"
@@ -83,6 +84,4 @@ def bench_serve_command(ctx: typer.Context) -> None:
     """/v1/predict p50/p95 latency and requests/s with batching on and off, /v1/simulate time
     (quickstart and a larger object). Options: --requests N --concurrency N --sim-sizes
     32:16:5000:2:64,64:25:40000:4:128 --no-sim --json."""
-    from physgm.cli import run_benchmark
-
     run_benchmark("serve", list(ctx.args))

@@ -1,7 +1,7 @@
 """Request inputs → model inputs: image decoding and camera validation (no Ray, no HTTP).
 
 Every problem a client can cause raises ``InputError(status, detail)`` with the HTTP status
-of DESIGN.md §3 (400 malformed, 413 too large, 415 unsupported type, 422 invalid values)
+of the HTTP contract (400 malformed, 413 too large, 415 unsupported type, 422 invalid values)
 and a message that says what to change. Images are typed by their content (magic bytes),
 not by the declared content type or file name; their size is checked from the header before
 the pixels are decoded.

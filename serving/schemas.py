@@ -44,7 +44,7 @@ class ErrorOut(BaseModel):
     detail: str = Field(description="what was wrong and what to change")
 
 
-# Status codes every upload endpoint documents (DESIGN.md §3).
+# Status codes every upload endpoint documents (docs/architecture.md, HTTP).
 ERROR_RESPONSES = {
     400: {"model": ErrorOut, "description": "malformed request (corrupt image, bad JSON)"},
     401: {"model": ErrorOut, "description": "missing or wrong X-API-Key"},

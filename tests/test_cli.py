@@ -54,12 +54,12 @@ def test_config_show_prints_resolved_yaml():
 def test_run_ctrl_c_says_how_to_resume(monkeypatch):
     """Ctrl-C inside a stage (the stage has checkpointed itself) exits 130 with the resume
     command instead of a traceback."""
-    import learner.pipeline
+    import pipeline.run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(learner.pipeline, "run_pipeline", interrupted)
+    monkeypatch.setattr(pipeline.run, "run_pipeline", interrupted)
     res = runner.invoke(app, ["run", "-c", "configs/quickstart.yaml"])
     assert res.exit_code == 130
     assert "physgm run" in res.output and "resumes" in res.output

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from actors.rollout import Pair, make_pairs, sample_candidates, task_seed
+from physgm.dpo import make_pairs, sample_candidates, task_seed
+from runtime.messages import Pair
 from learner.learner import LearnerCore
 from physgm.config import DPOConfig, ModelConfig
 from physgm.model.physics_head import PhysicsHead
@@ -98,3 +99,57 @@ def test_learner_checkpoint_resumes_exactly(tmp_path):
     assert ma["loss"] == pytest.approx(mb["loss"], rel=1e-6)
     wa, wb = a.weights(), b.weights()
     assert all(torch.allclose(wa[k], wb[k], atol=1e-7) for k in wa)
+
+
+def test_unscored_candidates_enter_no_pair_and_failed_sims_lose():
+    """A video the reward could not score says nothing about the physics: NaN, in no pair.
+    A simulation that blew up is a real (bad) outcome: the failure reward, a loser."""
+    from physgm.dpo import Candidate, score_candidates
+    from physgm.materials import PhysParams
+    from reward import RewardScorer
+    from reward.scorer import reward_config
+    from reward.synthetic import falling_disc
+
+    scorer = RewardScorer(reward_config(backend="classical"))
+    ref = falling_disc(8, 32)
+    scorer.prepare_reference("s", ref)
+    p, z = PhysParams.default("jelly"), np.zeros(8, np.float32)
+    cands = [Candidate(0, z, p, ref, "ok", 0, 0),
+             Candidate(0, z, p, ref[:, :16], "ok", 0, 0),  # wrong size: status "invalid"
+             Candidate(0, z, p, None, "unstable", 0, 0),
+             Candidate(0, z, p, falling_disc(8, 32, shift=(4, 0)), "ok", 0, 0)]
+    rewards, results = score_candidates(lambda v: scorer.score_batch("s", v, strict=False),
+                                        cands, failure_reward=-2.0)
+    assert [r.status for r in results] == ["ok", "invalid", "ok"]
+    assert rewards[0] == pytest.approx(0.0, abs=1e-9) and np.isnan(rewards[1])
+    assert rewards[2] == -2.0 and -2.0 < rewards[3] < 0.0
+    for mode in ("best_worst", "margin"):
+        pairs = make_pairs(rewards, mode)
+        assert pairs and all(1 not in pair for pair in pairs)
+    assert make_pairs(rewards, "best_worst") == [(0, 2)]
+    assert make_pairs(rewards, "mirrored") == [(3, 2)]  # couple (0, 1) has an unscored member
+
+
+def test_zero3_learner_publishes_whole_weights_equal_to_zero0():
+    mc, head, tokens, pairs = _setup()
+    zero0 = LearnerCore(head.state_dict(), mc, DPOConfig(batch_pairs=4, lr=3e-3), tokens)
+    zero3 = LearnerCore(head.state_dict(), mc, DPOConfig(batch_pairs=4, lr=3e-3, zero_stage=3),
+                        tokens)
+    w3 = zero3.weights()
+    assert all(torch.equal(w3[k], v) for k, v in head.state_dict().items())  # not partitions
+    for _ in range(2):
+        zero0.step(pairs)
+        zero3.step(pairs)
+    w0, w3 = zero0.weights(), zero3.weights()
+    assert not all(torch.equal(w3[k], v) for k, v in head.state_dict().items())  # it learned
+    assert all(torch.allclose(w0[k], w3[k], atol=1e-5) for k in w0)
+
+
+def test_bf16_policy_equals_its_reference_at_step_zero():
+    mc, head, tokens, pairs = _setup()
+    learner = LearnerCore(head.state_dict(), mc, DPOConfig(batch_pairs=4, lr=3e-3), tokens,
+                          bf16=True)
+    assert next(learner.engine.module.parameters()).dtype == torch.bfloat16
+    first = learner.step(pairs)
+    assert first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0
+    assert first["loss"] == pytest.approx(np.log(2.0), abs=1e-6)

@@ -1,5 +1,7 @@
 """The distributed DPO loop on a local Ray cluster: end to end, an actor killed mid-run,
 and a learner stopped and resumed (same MLflow run, exact task accounting)."""
+import json
+
 import numpy as np
 import pytest
 import ray
@@ -42,7 +44,7 @@ def workdir(tmp_path_factory):
 
 
 def _metric_steps(cfg, run_id, key="dpo/loss"):
-    from pretrain.tracking import client
+    from runtime.tracking import client
 
     return [m.step for m in client(cfg).get_metric_history(run_id, key)]
 
@@ -77,9 +79,9 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
                                             "eval/E_mae_log10/pretrained"}
 
     # `physgm run`'s eval stage: the test split, then fresh scenes (data.seed + 1)
-    from learner.pipeline import fresh_eval_config, stage_eval
+    from pipeline.run import fresh_eval_config, stage_eval
     from physgm.data.store import list_scenes, open_store, scene_attrs
-    from pretrain.tracking import client
+    from runtime.tracking import client
 
     cfg = small_cfg(workdir, name="e2e", **{"dpo.eval_fresh_scenes": 2, "dpo.eval_scenes": 2})
     said = []
@@ -123,7 +125,7 @@ def test_learner_stopped_then_resumed_continues_in_the_same_run(workdir):
     """(With the quickstart's mirrored couples, so the loop runs that mode too.)"""
     from learner.dpo import run_dpo
     from learner.state import load_state
-    from pretrain.tracking import client
+    from runtime.tracking import client
 
     ckpt = str(workdir / "runs/quickstart/checkpoints/final")
     mirrored = {"dpo.k": 4, "dpo.sampling": "mirrored", "dpo.pair_mode": "mirrored"}
@@ -132,6 +134,10 @@ def test_learner_stopped_then_resumed_continues_in_the_same_run(workdir):
     assert first["steps"] == 2
     saved = load_state(cfg.run_dir)
     assert saved.step == 2 and saved.pending  # unfinished tasks are kept for the resume
+    from learner.state import STATE_FILE, checkpoint_dir
+
+    raw = json.loads((checkpoint_dir(cfg.run_dir) / STATE_FILE).read_text())
+    assert isinstance(raw["pending"][0], dict) and raw["step"] == 2  # plain data, no classes
     assert len(saved.losses) == 2
     cfg2 = small_cfg(workdir, name="resume", **mirrored)
     second = run_dpo(cfg2, ckpt, resume=True, show=False)

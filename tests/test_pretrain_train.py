@@ -9,7 +9,7 @@ import torch
 
 from physgm.config import RunConfig, build_config
 from physgm.model import load_model
-from pretrain import tracking
+from runtime import tracking
 from pretrain.checkpoint import list_checkpoints, read_state
 from pretrain.train import run_pretrain
 
@@ -148,7 +148,7 @@ def test_eval_cli_prints_figures(tmp_path, store):
     every = CliRunner().invoke(app, args[:5] + ["--split", "all"] + args[5:])
     assert every.exit_code == 0, every.output  # a store never trained on: all its scenes
     assert json.loads(every.output.strip().splitlines()[-1])["n_scenes"] == DATA["n_scenes"]
-    from actors.scenes import scene_split
+    from runtime.scenes import scene_split
     assert len(scene_split(cfg.model_copy(update={"data": cfg.data.model_copy(
         update={"path": str(store)})}), "all")) == DATA["n_scenes"]
     bad = CliRunner().invoke(app, args[:5] + ["--split", "validation"])

@@ -11,14 +11,14 @@ import torch
 from physgm.config import ModelConfig, PretrainConfig, RunConfig
 from physgm.materials import MATERIALS, PhysParams, normalize
 from physgm.model import PhysGM
-from pretrain.checkpoint import (STATE_FILE, capture_rng, latest_checkpoint, list_checkpoints,
-                                 prune_checkpoints, restore_rng)
+from pretrain.checkpoint import STATE_FILE, latest_checkpoint, list_checkpoints, prune_checkpoints
 from pretrain.engine import deepspeed_config, param_groups
 from pretrain.loader import ShardedBatches, stream
 from pretrain.schedule import WarmupCosine, lr_factor, warmup_cosine
 from pretrain.step import check_batch, pretrain_step
 from pretrain.synthetic import synthetic_batch
 from pretrain.validate import physics_errors, psnr, summarize
+from runtime.distributed import capture_rng, restore_rng
 
 TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
             dpt_features=16, physics_hidden=32)
@@ -227,7 +227,7 @@ def mlflow_store(tmp_path, monkeypatch):
 
 
 def test_tracking_uri_default_and_env(mlflow_store, monkeypatch):
-    from pretrain.tracking import artifact_root, tracking_uri
+    from runtime.tracking import artifact_root, tracking_uri
 
     uri = tracking_uri(mlflow_store)
     assert uri.startswith("sqlite:///") and uri.endswith("runs/mlflow.db")
@@ -239,7 +239,7 @@ def test_tracking_uri_default_and_env(mlflow_store, monkeypatch):
 def test_start_run_nests_logs_config_and_resumes(mlflow_store):
     import mlflow
 
-    from pretrain import tracking
+    from runtime import tracking
 
     cfg = mlflow_store
     with tracking.start_run(cfg, "run") as parent:

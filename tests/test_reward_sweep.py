@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from actors.scenes import load_rollout_scene
-from actors.sweep import sensitivity, shifted_z, sweep
+from runtime.scenes import load_rollout_scene
+from reward.sweep import sensitivity, shifted_z, sweep
 from physgm.config import load_config
 from physgm.materials import Material, PhysParams
 from reward.scorer import RewardScorer
@@ -36,7 +36,7 @@ def test_true_parameters_score_best_and_e_is_visible(scene_cfg):
     cfg, sid, _ = scene_cfg
     # re-simulate the stored GT (generated with other params) at the stated truth first
     scene = load_rollout_scene(cfg, sid)
-    from actors.rollout import simulate_and_render
+    from physgm.dpo import simulate_and_render
     m, z = shifted_z(scene, "E", 0.0)
     truth = simulate_and_render(scene, m, z, 32, 32)
     scene.reference = truth.video

@@ -22,7 +22,8 @@ class MPMConfig(_Section):
     frame_dt: float = Field(1.0 / 25.0, gt=0, description="time between output frames [s] "
                             "(paper: 25 fps)")
     n_frames: int = Field(50, ge=1, le=10000, description="frames after the initial one "
-                          "(paper: 50)")
+                          "(paper: 50); DPO and its evaluation re-simulate a stored scene for "
+                          "its GT video's length instead (runtime.scenes.rollout_sim_config)")
     gravity: tuple[float, float, float] = Field((0.0, -9.8, 0.0), description="[m/s²], y up")
     boundary: Literal["sticky", "slip", "separate"] = Field(
         "separate", description="floor/walls: sticky (v=0), slip (normal v=0), separate "
@@ -30,7 +31,8 @@ class MPMConfig(_Section):
     friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate walls")
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int = Field(0, ge=0, le=256, description="CPU threads for the kernels (0 = all "
-                         "cores; ignored on CUDA)")
+                         "cores; ignored on CUDA); DPO actors use dpo.actor_cpus threads and "
+                         "evaluation tasks 1 instead (runtime.scenes.rollout_sim_config)")
     cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / max(wave speed, speed)")
     max_speed: float = Field(50.0, gt=0, description="speed [m/s] above which a run is 'unstable'")
     escape_fraction: float = Field(0.01, ge=0, le=1, description="fraction of particles leaving "

@@ -8,9 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from physgm.cli import ConfigOpt, JsonOpt, SetOpt, fail, get_config
+from physgm.cli_common import ConfigOpt, JsonOpt, SetOpt, fail, get_config
 
 app = typer.Typer(no_args_is_help=True, help="Scene datasets: synthesise, inspect, convert.")
+
+
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """``physgm data {synth,show,convert,list}``."""
+    root.add_typer(app, name="data")
 
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help="scene store (default: "
                                                  "data.path of the config)")]

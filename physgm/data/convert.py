@@ -10,7 +10,7 @@ A capture folder holds (file names other than ``cameras.json``/``labels.json`` a
     labels.json    optional: a PhysParams mapping {"material": "jelly", "E": …, "nu": …} (the
                    label), or {"label": {…}, "true": {…}}
 
-Cameras follow DESIGN.md §3 (OpenCV axes, K in pixels of that image, c2w in metres). All
+Cameras follow the conventions of docs/architecture.md (OpenCV axes, K in pixels of that image, c2w in metres). All
 views must share one size; the video may have another. Masks (alpha) come, in order of
 preference, from a ``mask`` file (non-zero = object), an RGBA image's alpha channel, or the
 difference from ``background`` (0..255, threshold 10); failing all three, alpha is 255

@@ -63,9 +63,12 @@ def _atomic_save(obj: Any, target: Path) -> None:
 
 
 def save_model(path: Union[str, Path], model: PhysGM, cfg: Union[ModelConfig, RunConfig],
-               extra: Optional[dict] = None, include_backbone: Optional[bool] = None) -> Path:
+               extra: Optional[dict] = None, include_backbone: Optional[bool] = None,
+               state_dict: Optional[dict] = None) -> Path:
     """Write ``model`` and its config to ``path`` (a directory, or a *.pt file); returns the
-    torch file written. ``include_backbone`` defaults to False for dinov3, True otherwise."""
+    torch file written. ``include_backbone`` defaults to False for dinov3, True otherwise.
+    ``state_dict``: the weights to write instead of ``model.state_dict()`` (e.g. gathered
+    from a ZeRO-3 engine, whose module holds only its partition)."""
     model_cfg = cfg.model if isinstance(cfg, RunConfig) else cfg
     if include_backbone is None:
         include_backbone = model_cfg.backbone != "dinov3"
@@ -75,7 +78,8 @@ def save_model(path: Union[str, Path], model: PhysGM, cfg: Union[ModelConfig, Ru
                          "vit backbone must be saved")
     extra = dict(extra or {})
     _check_plain(extra)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+    weights = model.state_dict() if state_dict is None else state_dict
+    state = {k: v.detach().cpu().clone() for k, v in weights.items()
              if include_backbone or not k.startswith("backbone.")}
     payload = {
         "format": FORMAT,

@@ -16,8 +16,10 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from actors.rollout import RolloutScene, simulate_and_score
 from physgm.materials import LOG_PARAMS, MATERIALS, NORM, PARAM_NAMES, normalize
+from runtime.scenes import RolloutScene
+
+from .rollout import simulate_and_score
 
 
 def shifted_z(scene: RolloutScene, param: str, offset: float) -> tuple[int, np.ndarray]:

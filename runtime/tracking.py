@@ -1,4 +1,5 @@
-"""MLflow helpers shared by the training stages (pretrain, dpo, eval).
+"""The one MLflow layer of every stage (pretrain, dpo, eval, serve): store, experiment, runs,
+params, metrics and artifacts.
 
 One store per output folder: ``sqlite:///<out_dir>/mlflow.db`` with artifacts under
 ``<out_dir>/mlartifacts`` (``runs/`` by default), or whatever ``MLFLOW_TRACKING_URI`` says.
@@ -7,7 +8,9 @@ Experiment ``physgm``; one parent run per ``physgm run`` and a nested run per st
 continues its own run (``run_id=…``). Params are the whole resolved config, flattened
 (``sim.grid_res``, ``pretrain.lr``, …).
 
-Workers log with ``log_metrics(run_id, …)`` (a client call, no active-run state needed).
+Everything logs by run id through a client (``log_metrics(cfg, run_id, …)``,
+``log_artifacts``, ``log_dict``, ``log_text``), never through MLflow's process-global active
+run, so Ray workers and actors log to the same run as the driver.
 """
 from __future__ import annotations
 
@@ -140,6 +143,16 @@ def log_artifacts(cfg_or_uri: Union[RunConfig, str], run_id: str, local_dir: Uni
                   artifact_path: Optional[str] = None) -> None:
     """Copy a local directory into the run's artifacts (under ``artifact_path``)."""
     client(cfg_or_uri).log_artifacts(run_id, str(local_dir), artifact_path)
+
+
+def log_dict(cfg_or_uri: Union[RunConfig, str], run_id: str, data: dict, name: str) -> None:
+    """``data`` as the JSON (or YAML, by ``name``'s suffix) artifact ``name`` of the run."""
+    client(cfg_or_uri).log_dict(run_id, data, name)
+
+
+def log_text(cfg_or_uri: Union[RunConfig, str], run_id: str, text: str, name: str) -> None:
+    """``text`` as the artifact ``name`` of the run."""
+    client(cfg_or_uri).log_text(run_id, text, name)
 
 
 def end_run(cfg_or_uri: Union[RunConfig, str], run_id: str, status: str = "FINISHED") -> None:

@@ -40,7 +40,7 @@ def _finish(cfg: RunConfig, stage: str, summary: dict) -> dict:
 
 def parent_run(cfg: RunConfig) -> str:
     """The MLflow parent run of this pipeline (created once, reused by a second run)."""
-    from pretrain import tracking
+    from runtime import tracking
 
     marker = cfg.run_dir / "stages" / "mlflow_parent.json"
     if marker.is_file():
@@ -72,9 +72,9 @@ def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
 
 def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     from learner.dpo import run_dpo
-    from learner.state import checkpoint_dir
+    from learner.state import has_checkpoint
 
-    resume = (checkpoint_dir(cfg.run_dir) / "state.pkl").is_file()
+    resume = has_checkpoint(cfg.run_dir)
     if resume:
         say("  resuming DPO from its checkpoint")
     summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
@@ -99,19 +99,18 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
              say: Callable) -> dict:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
     runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/fresh)."""
-    import mlflow
-
     from learner.dpo import dpo_checkpoint_path, pretrained_path
     from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from runtime import tracking
 
     summary, rows = run_comparison(cfg, str(pretrained_path(cfg, None)),
                                    str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes, split=split)
     table = format_table(summary)
     say(table)
-    mlflow.log_metrics(mlflow_metrics(summary, prefix), run_id=run.info.run_id)
-    mlflow.log_text(table, f"{key}_table.txt", run_id=run.info.run_id)
-    mlflow.log_dict({"summary": summary, "scenes": rows}, f"{key}_scenes.json",
-                    run_id=run.info.run_id)
+    run_id = run.info.run_id
+    tracking.log_metrics(cfg, run_id, mlflow_metrics(summary, prefix), 0)
+    tracking.log_text(cfg, run_id, table, f"{key}_table.txt")
+    tracking.log_dict(cfg, run_id, {"summary": summary, "scenes": rows}, f"{key}_scenes.json")
     (cfg.run_dir / f"{key}_table.txt").write_text(table + "\n")
     return {"summary": summary, "table": table}
 
@@ -119,7 +118,7 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
 def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
     """The held-out test split, then (``dpo.eval_fresh_scenes`` > 0) as many fresh scenes."""
     from physgm.data.build import synthesize
-    from pretrain import tracking
+    from runtime import tracking
 
     with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
         say("  held-out test scenes:")
@@ -138,7 +137,7 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
 
 
 def stage_serve(cfg: RunConfig, parent: str, say: Callable) -> dict:
-    from learner.serve_check import serve_and_predict
+    from pipeline.serve_check import serve_and_predict
 
     return serve_and_predict(cfg, say)
 
@@ -149,7 +148,7 @@ RUNNERS = {"data": stage_data, "pretrain": stage_pretrain, "dpo": stage_dpo,
 
 def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = ()) -> dict:
     """Run every stage not finished yet (or in ``redo``); returns {stage: summary}."""
-    from learner.dpo import ensure_ray
+    from runtime.ray_cluster import ensure_ray
 
     t0 = time.perf_counter()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +167,7 @@ def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = 
         summary["stage_wall_s"] = round(time.perf_counter() - start, 1)
         results[stage] = _finish(cfg, stage, summary)
         say(f"[{i}/{len(STAGES)}] {stage}: done in {summary['stage_wall_s']:.0f} s")
-    from pretrain import tracking
+    from runtime import tracking
 
     tracking.end_run(cfg, parent)
     results["wall_s"] = round(time.perf_counter() - t0, 1)

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 from typing import Callable
 
 import numpy as np
 
 from physgm.config import RunConfig
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+from runtime.distributed import free_port
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -35,15 +25,15 @@ def serve_and_predict(cfg: RunConfig, say: Callable = print) -> dict:
     import requests
     from ray import serve
 
-    from actors.scenes import scene_split
     from learner.dpo import dpo_checkpoint_path
     from physgm.data.store import open_store, read_scene
+    from runtime.scenes import scene_split
     from serving.deploy import start
     from serving.model_source import ModelSource
 
     ckpt = dpo_checkpoint_path(cfg)
     source = ModelSource("checkpoint", str(ckpt.resolve()), 0, None)
-    port = _free_port(cfg.serve.port)
+    port = free_port(cfg.serve.port)
     host = "127.0.0.1"
     sid = scene_split(cfg, "test")[0]
     scene = read_scene(open_store(cfg.data.path, "r"), sid, arrays=("images", "K", "c2w"))
