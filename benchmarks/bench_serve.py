@@ -22,11 +22,12 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -35,12 +36,6 @@ DEFAULT_SIM = ((32, 16, 5000, 2, 64), (64, 25, 40000, 4, 128))
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _views(n: int, size: int = 128) -> list:
@@ -112,16 +107,17 @@ def bench_serve(requests_n: int = 200, concurrency: int = 16, views: int = 2,
     from ray import serve
 
     from physgm.config import build_config
+    from runtime.distributed import free_port
+    from runtime.ray_cluster import ensure_ray
     from serving.deploy import hot_swap, start
     from serving.model_source import ModelSource
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     base = {"serve": {"port": port, "max_batch_size": batch_size, "request_timeout_s": 600}}
     cfg = build_config(base)
     source = ModelSource("random")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    ensure_ray(logs=Path(tempfile.mkdtemp(prefix="physgm-bench-serve-")))
     result = {"benchmark": "serve", "machine": f"{platform.machine()} {os.cpu_count()} CPU",
               "model": {k: getattr(cfg.model, k) for k in ("image_size", "dim", "depth",
                                                            "backbone_depth")},

@@ -8,6 +8,7 @@ actor and the simulation actors, and runs ``learner.orchestrator.Orchestrator``.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,9 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
     from learner.state import DPOState, checkpoint_dir, load_state
     from physgm.model import save_model
     from runtime import tracking
-    from runtime.ray_cluster import ensure_ray
+    from runtime.ray_cluster import ensure_ray, log_dir
 
-    ensure_ray(cfg)
+    ensure_ray(cfg, log_dir(cfg))
     t0 = time.perf_counter()
     state = load_state(cfg.run_dir) if resume else DPOState()
     setup = build_setup(cfg, checkpoint)
@@ -102,6 +103,8 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
             raise
         finally:
             orch.shutdown()
+            if show and orch.state.step:
+                print(flush=True)  # end the status line
         setup.model.physics_head.load_state_dict(ray.get(setup.learner.weights.remote()))
         _release(setup)
         out = save_model(dpo_checkpoint_path(cfg), setup.model, cfg,
@@ -133,14 +136,16 @@ def _release(setup: DPOSetup) -> None:
 
 
 def _progress(show: bool, extra: Optional[Callable]):
-    """A per-step callback printing step, loss, reward accuracy and pairs/s."""
+    """A per-step callback: one status line (step, loss, reward accuracy, margin, tasks),
+    rewritten in place, so a long run does not scroll the console."""
     def callback(orch) -> None:
         if show:
             m = orch.last_metrics
-            print(f"  dpo step {orch.state.step:4d} · loss {m['loss']:.4f} · acc "
-                  f"{m['rewards/accuracies']:.2f} · margin {m['rewards/margins']:+.4f} · "
-                  f"video reward {m['video_reward/mean']:.4f} · v{orch.state.version} · "
-                  f"{len(orch.state.done_tasks)} tasks", flush=True)
+            sys.stdout.write(f"\r  dpo step {orch.state.step:4d} · loss {m['loss']:.4f} · acc "
+                             f"{m['rewards/accuracies']:.2f} · margin "
+                             f"{m['rewards/margins']:+.4f} · v{orch.state.version} · "
+                             f"{len(orch.state.done_tasks)} tasks ")
+            sys.stdout.flush()
         if extra is not None:
             extra(orch)
     return callback

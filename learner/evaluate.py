@@ -11,6 +11,7 @@ count half) — the analogue of the paper's user preference rate.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import ray
@@ -117,10 +118,13 @@ def mlflow_metrics(summary: dict, prefix: str = "eval") -> dict:
 
 
 def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | None = None,
-                   split: str = "test", parallel: bool = True) -> tuple[dict, list[dict]]:
+                   split: str = "test", parallel: bool = True,
+                   on_progress: Callable[[int, int], None] | None = None
+                   ) -> tuple[dict, list[dict]]:
     """Evaluate two checkpoints (w/o and w/ DPO) on held-out scenes → (summary, rows).
 
-    Scenes are evaluated in parallel as Ray tasks when Ray is running (one CPU each)."""
+    Scenes are evaluated in parallel as Ray tasks when Ray is running (one CPU each);
+    ``on_progress(done, total)`` after each scene."""
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
 
@@ -129,11 +133,20 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
     model_b, _ = load_model(dpo, "cpu")
     tokens = encode_scenes(model_a, cfg, ids)  # the encoder is frozen: same tokens for both
     heads = {"pretrained": model_a.physics_head.eval(), "dpo": model_b.physics_head.eval()}
+    progress = on_progress or (lambda done, total: None)
     if parallel and ray.is_initialized():
         heads_ref = ray.put(heads)
-        rows = ray.get([_eval_remote.remote(cfg, sid, heads_ref, tokens[sid]) for sid in ids])
+        refs = [_eval_remote.remote(cfg, sid, heads_ref, tokens[sid]) for sid in ids]
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            progress(len(refs) - len(pending), len(refs))
+        rows = ray.get(refs)
     else:
-        rows = [_eval_one(cfg, sid, heads, tokens[sid]) for sid in ids]
+        rows = []
+        for sid in ids:
+            rows.append(_eval_one(cfg, sid, heads, tokens[sid]))
+            progress(len(rows), len(ids))
     return summarize(rows), rows
 
 

@@ -38,6 +38,18 @@ class _Say:
         typer.echo(message)
 
 
+def stage_times(results: dict) -> str:
+    """The per-stage wall-time table of a ``run_pipeline`` result (reused stages: "reused")."""
+    from pipeline.run import STAGES
+
+    rows = [f"  {'stage':<10}{'wall s':>8}"]
+    for stage in STAGES:
+        s = results.get(stage, {})
+        rows.append(f"  {stage:<10}{s.get('stage_wall_s', float('nan')):>8.0f}"
+                    + ("   (reused)" if s.get("reused") else ""))
+    return "\n".join(rows)
+
+
 def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
         redo: Annotated[Optional[list[str]], typer.Option(
             help="stage to run again even if finished: data, pretrain, dpo, eval, serve")] = None,
@@ -63,6 +75,7 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
     from runtime.tracking import tracking_uri
 
     typer.echo(f"\nall stages done in {results['wall_s']:.0f} s; outputs under {cfg.run_dir}/")
+    typer.echo(stage_times(results))
     typer.echo(f"  MLflow UI:  mlflow ui --backend-store-uri {tracking_uri(cfg)} "
                "--host 127.0.0.1   (then open http://127.0.0.1:5000)")
     typer.echo(f"  demo page:  physgm serve --checkpoint {cfg.run_dir}/checkpoints/dpo   "
@@ -108,11 +121,11 @@ def evaluate(
     if dpo is not None:
         from learner.evaluate import format_table, run_comparison
         from learner.evaluate import mlflow_metrics as dpo_metrics
-        from runtime.ray_cluster import ensure_ray
+        from runtime.ray_cluster import ensure_ray, log_dir
 
         if data is not None:
             cfg.data.path = str(data)
-        ensure_ray(cfg)
+        ensure_ray(cfg, log_dir(cfg))
         try:
             summary, _ = run_comparison(cfg, str(ckpt), str(dpo), scenes or None, split)
         except (FileNotFoundError, ValueError) as err:

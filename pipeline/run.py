@@ -103,8 +103,9 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
     from learner.evaluate import format_table, mlflow_metrics, run_comparison
     from runtime import tracking
 
-    summary, rows = run_comparison(cfg, str(pretrained_path(cfg, None)),
-                                   str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes, split=split)
+    summary, rows = run_comparison(
+        cfg, str(pretrained_path(cfg, None)), str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes,
+        split=split, on_progress=lambda d, t: say(f"  scenes evaluated {d}/{t}", transient=True))
     table = format_table(summary)
     say(table)
     run_id = run.info.run_id
@@ -148,18 +149,19 @@ RUNNERS = {"data": stage_data, "pretrain": stage_pretrain, "dpo": stage_dpo,
 
 def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = ()) -> dict:
     """Run every stage not finished yet (or in ``redo``); returns {stage: summary}."""
-    from runtime.ray_cluster import ensure_ray
+    from runtime.ray_cluster import ensure_ray, log_dir
 
     t0 = time.perf_counter()
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    ensure_ray(cfg)
+    logs = ensure_ray(cfg, log_dir(cfg))
+    say(f"Ray, Serve and Ray Train logs: {logs}/")
     parent = parent_run(cfg)
     results = {}
     for i, stage in enumerate(STAGES, 1):
         done = _done(cfg, stage)
         if done is not None and stage not in redo:
             say(f"[{i}/{len(STAGES)}] {stage}: done earlier, reused ({_stage_file(cfg, stage)})")
-            results[stage] = done
+            results[stage] = {**done, "reused": True}
             continue
         say(f"[{i}/{len(STAGES)}] {stage} …")
         start = time.perf_counter()

@@ -93,15 +93,11 @@ def _batch_scalars(out, batch) -> dict[str, float]:
     return scalars
 
 
-def _progress_bar(total: int, start: int, in_ray: bool):
-    if in_ray:
-        from ray.experimental.tqdm_ray import tqdm
-        bar = tqdm(desc=STAGE, total=total, unit="step")
-        bar.n = start
-    else:
-        from tqdm import tqdm
-        bar = tqdm(desc=STAGE, total=total, initial=start, unit="step", dynamic_ncols=True)
-    return bar
+def _progress_bar(total: int, start: int):
+    """The in-process run's bar (a Ray Train run shows ``pretrain.progress`` on the driver)."""
+    from tqdm import tqdm
+
+    return tqdm(desc=STAGE, total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
 def train_worker(config: dict) -> dict:
@@ -142,8 +138,8 @@ def train_worker(config: dict) -> dict:
                           cfg.seed, "label", size) if validator else None
     stop_at = min(p.steps, config.get("stop_at") or p.steps)
     run_id = state.mlflow_run_id if rank == 0 else None
-    bar = _progress_bar(p.steps, state.step, in_ray) if rank == 0 and config.get("progress") \
-        else None
+    bar = _progress_bar(p.steps, state.step) if rank == 0 and config.get("progress") \
+        and not in_ray else None
     window, tic = WindowMeans(), time.perf_counter()
 
     # 3. the loop
@@ -250,8 +246,14 @@ def run_pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False,
               "resume_from": str(resume_from) if resume_from else None, "progress": progress}
     status = "FAILED"
     try:
-        metrics = (_fit_ray(cfg, {**config, "in_ray": True, "cwd": os.getcwd()}) if use_ray
-                   else _fit_local(config))
+        if use_ray:
+            from pretrain.progress import watch_training
+
+            with watch_training(cfg, run_id, cfg.pretrain.steps, prior.step if prior else 0,
+                                show=progress):
+                metrics = _fit_ray(cfg, {**config, "in_ray": True, "cwd": os.getcwd()})
+        else:
+            metrics = _fit_local(config)
         latest = latest_checkpoint(checkpoint_root(cfg))
         state = read_state(latest)
         done = state.step >= cfg.pretrain.steps
@@ -287,10 +289,10 @@ def _fit_ray(cfg: RunConfig, config: dict) -> dict:
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from runtime.ray_cluster import ensure_ray
+    from runtime.ray_cluster import ensure_ray, log_dir
 
     p = cfg.pretrain
-    ensure_ray(cfg)
+    ensure_ray(cfg, log_dir(cfg))
     trainer = TorchTrainer(
         train_worker, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,

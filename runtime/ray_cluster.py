@@ -3,9 +3,10 @@
 
 Locally the logical CPU count is at least what the DPO roles reserve, so that a 2-core
 machine can host 2 sim actors + the learner + a reward replica (they take turns on the
-cores). With ``log_dir`` the console stays quiet: the workers' output is not forwarded to
-the driver, the driver's own Ray/Serve/Train loggers write to ``log_dir/driver.log``, and
-``log_dir/ray`` links to the session's log folder (every worker's stdout/stderr).
+cores). With ``logs`` (a folder) the console stays quiet: the workers' output is not
+forwarded to the driver, the driver's own Ray/Serve/Train loggers write to
+``logs/driver.log``, and ``logs/ray`` links to the session's log folder (every worker's
+stdout/stderr).
 """
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ import ray
 
 from physgm.config import RunConfig
 
-# loggers of Ray's libraries that print INFO lines and warnings on the driver's console
-RAY_LOGGERS = ("ray", "ray.serve", "ray.train", "ray.tune", "ray.data", "ray.util")
+# loggers that print INFO lines and warnings on the driver's console: Ray's libraries, and
+# MLflow's store migrations (alembic) on a new sqlite store
+QUIET_LOGGERS = ("ray", "ray.serve", "ray.train", "ray.tune", "ray.data", "ray.util",
+                 "mlflow", "alembic")
+
+
+def log_dir(cfg: RunConfig) -> Path:
+    """Where a run's Ray, Serve and Ray Train logs go: ``runs/<name>/logs``."""
+    return cfg.run_dir / "logs"
 
 
 def cpus_needed(cfg: RunConfig) -> float:
@@ -33,18 +41,18 @@ def worker_env() -> dict[str, str]:
     return {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def ensure_ray(cfg: Optional[RunConfig] = None, log_dir: Optional[Path] = None) -> Optional[Path]:
+def ensure_ray(cfg: Optional[RunConfig] = None, logs: Optional[Path] = None) -> Optional[Path]:
     """Initialise Ray once per process; returns the folder the logs go to (None: console).
 
     ``RAY_ADDRESS`` set: connect to that cluster. Otherwise a fresh local instance
     (``address="local"``: never a stray cluster on this host), no dashboard."""
     if ray.is_initialized():
-        return log_dir
+        return logs
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    quiet = log_dir is not None
+    quiet = logs is not None
     if quiet:
-        _driver_logs_to(Path(log_dir) / "driver.log")
+        _driver_logs_to(Path(logs) / "driver.log")
     common = dict(runtime_env={"env_vars": worker_env()}, log_to_driver=not quiet,
                   logging_level=logging.WARNING if quiet else logging.INFO)
     if os.environ.get("RAY_ADDRESS"):
@@ -53,8 +61,8 @@ def ensure_ray(cfg: Optional[RunConfig] = None, log_dir: Optional[Path] = None) 
         cpus = max(os.cpu_count() or 1, int(cpus_needed(cfg) + 0.999) if cfg else 0)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
     if quiet:
-        _link_session_logs(Path(log_dir))
-    return log_dir
+        _link_session_logs(Path(logs))
+    return logs
 
 
 def _driver_logs_to(path: Path) -> None:
@@ -62,7 +70,7 @@ def _driver_logs_to(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    for name in RAY_LOGGERS:
+    for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             if not isinstance(old, logging.FileHandler):
