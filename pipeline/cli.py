@@ -63,8 +63,12 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
     bad = [s for s in (redo or []) if s not in STAGES]
     if bad:
         fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
+    from runtime.ray_cluster import ClusterTooSmall
+
     try:
         results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
+    except ClusterTooSmall as err:
+        fail(str(err))
     except KeyboardInterrupt:
         typer.echo("interrupted: finished stages are kept and the running one checkpointed; "
                    "the same `physgm run` command resumes", err=True)
