@@ -123,8 +123,9 @@ def evaluate(
         fail(str(err))
     metrics = mlflow_metrics(result)
     if dpo is not None:
-        from learner.evaluate import format_table, run_comparison
-        from learner.evaluate import mlflow_metrics as dpo_metrics
+        from learner.eval_summary import format_table
+        from learner.eval_summary import mlflow_metrics as dpo_metrics
+        from learner.evaluate import run_comparison
         from runtime.ray_cluster import ensure_ray, log_dir
 
         if data is not None:

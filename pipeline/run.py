@@ -121,7 +121,8 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
     runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/fresh)."""
     from learner.dpo import dpo_checkpoint_path, pretrained_path
-    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from learner.eval_summary import format_table, mlflow_metrics
+    from learner.evaluate import run_comparison
     from runtime import tracking
 
     summary, rows = run_comparison(

@@ -43,7 +43,8 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
     model, _ = load_model(s["checkpoint"])  # the DPO model is a loadable checkpoint
     assert model.physics_head is not None
 
-    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from learner.eval_summary import format_table, mlflow_metrics
+    from learner.evaluate import run_comparison
 
     summary, rows = run_comparison(cfg, str(cfg.run_dir / "checkpoints" / "final"),
                                    s["checkpoint"], n_scenes=2)
