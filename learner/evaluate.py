@@ -79,8 +79,8 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
 
 def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | None = None,
                    split: str = "test", parallel: bool = True,
-                   on_progress: Callable[[int, int], None] | None = None
-                   ) -> tuple[dict, list[dict]]:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   tie_eps: float | None = None) -> tuple[dict, list[dict]]:
     """Evaluate two checkpoints (w/o and w/ DPO) on held-out scenes → (summary, rows).
 
     Scenes are evaluated in parallel as Ray tasks when Ray is running (one CPU each);
@@ -88,7 +88,8 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
 
-    ids = scene_split(cfg, split)[: n_scenes or cfg.dpo.eval_scenes]
+    ids = scene_split(cfg, split)
+    ids = ids[:n_scenes] if n_scenes else ids
     model_a, _ = load_model(pretrained, "cpu")
     model_b, _ = load_model(dpo, "cpu")
     tokens = encode_scenes(model_a, cfg, ids)  # the encoder is frozen: same tokens for both
@@ -107,7 +108,7 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
         for sid in ids:
             rows.append(_eval_one(cfg, sid, heads, tokens[sid]))
             progress(len(rows), len(ids))
-    return summarize(rows), rows
+    return summarize(rows, tie_eps=cfg.eval.tie_eps if tie_eps is None else tie_eps), rows
 
 
 def _eval_one(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:

@@ -54,14 +54,29 @@ def parent_run(cfg: RunConfig) -> str:
     return run.info.run_id
 
 
-def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
+def _synthesize(cfg: RunConfig, what: str, say: Callable) -> dict:
     from physgm.data.build import synthesize
 
-    report = synthesize(cfg.data.path, cfg,
-                        on_progress=lambda d, t: say(f"  scenes {d}/{t}", transient=True))
+    report = synthesize(cfg.data.path, cfg, on_progress=lambda d, t: say(
+        f"  {what}: scenes {d}/{t}", transient=True))
     if report.failed:
-        raise RuntimeError(f"{len(report.failed)} scenes failed: {report.failed}")
+        raise RuntimeError(f"{len(report.failed)} {what} scenes failed: {report.failed}")
     return report.summary()
+
+
+def synthesize_held_out(cfg: RunConfig, say: Callable) -> dict:
+    """The validation and final test stores of ``eval`` (those with scenes)."""
+    out = {}
+    for which in ("val", "test"):
+        held = held_out_config(cfg, which)
+        if held is not None:
+            out[which] = _synthesize(held, f"{which} (seed {held.data.seed})", say)
+    return out
+
+
+def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    """The DPO store (data.path), and the validation and final test stores (``eval``)."""
+    return {"train": _synthesize(cfg, "training", say), **synthesize_held_out(cfg, say)}
 
 
 def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
@@ -107,19 +122,24 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     return summary
 
 
-def fresh_eval_config(cfg: RunConfig) -> RunConfig:
-    """The config of the fresh evaluation store: ``dpo.eval_fresh_scenes`` scenes made like
-    the training data but with ``data.seed + 1`` (so none was trained on), under the run."""
-    data = cfg.data.model_copy(update={"seed": cfg.data.seed + 1,
-                                       "n_scenes": cfg.dpo.eval_fresh_scenes,
-                                       "path": str(cfg.run_dir / "eval_fresh.zarr")})
+def held_out_config(cfg: RunConfig, which: str) -> RunConfig | None:
+    """The config whose ``data`` is the validation (``which="val"``) or final test store:
+    ``eval.val_scenes`` / ``eval.test_scenes`` scenes made like the training data with their
+    own seed (``eval.seeds``), under the run; None when that count is 0."""
+    n = cfg.eval.val_scenes if which == "val" else cfg.eval.test_scenes
+    if not n:
+        return None
+    seed = cfg.eval.seeds(cfg.data.seed)[0 if which == "val" else 1]
+    data = cfg.data.model_copy(update={"seed": seed, "n_scenes": n, "val_fraction": 0.0,
+                                       "test_fraction": 0.0,
+                                       "path": str(cfg.run_dir / f"{which}.zarr")})
     return cfg.model_copy(update={"data": data})
 
 
 def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix: str, run,
              say: Callable) -> dict:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
-    runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/fresh)."""
+    runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/val)."""
     from learner.dpo import dpo_checkpoint_path, pretrained_path
     from learner.eval_summary import format_table, mlflow_metrics
     from learner.evaluate import run_comparison
@@ -127,7 +147,8 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
 
     summary, rows = run_comparison(
         cfg, str(pretrained_path(cfg, None)), str(dpo_checkpoint_path(cfg)), n_scenes=n_scenes,
-        split=split, on_progress=lambda d, t: say(f"  scenes evaluated {d}/{t}", transient=True))
+        split=split, on_progress=lambda d, t: say(f"  scenes evaluated {d}/{t}", transient=True),
+        tie_eps=cfg.eval.tie_eps)
     table = format_table(summary)
     say(table)
     run_id = run.info.run_id
@@ -139,22 +160,25 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
 
 
 def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
-    """The held-out test split, then (``dpo.eval_fresh_scenes`` > 0) as many fresh scenes."""
-    from physgm.data.build import synthesize
+    """w/o vs w/ DPO on the validation store (MLflow eval/val/*: where settings are chosen),
+    then on the final test store (eval/*: what is reported). Without an ``eval.test_scenes``
+    store, the test split of data.path stands in for it."""
     from runtime import tracking
 
+    out = {}
     with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
-        say("  held-out test scenes:")
-        out = _compare(cfg, "test", None, "eval", "eval", run, say)
-        n_fresh = cfg.dpo.eval_fresh_scenes
-        if n_fresh:
-            fresh = fresh_eval_config(cfg)
-            say(f"  {n_fresh} fresh scenes (data.seed {fresh.data.seed}, never trained on):")
-            report = synthesize(fresh.data.path, fresh, on_progress=lambda d, t: say(
-                f"  scenes {d}/{t}", transient=True))
-            if report.failed:
-                raise RuntimeError(f"{len(report.failed)} fresh scenes failed: {report.failed}")
-            out["fresh"] = _compare(fresh, "all", n_fresh, "eval_fresh", "eval/fresh", run, say)
+        val = held_out_config(cfg, "val")
+        if val is not None:
+            say(f"  validation: {cfg.eval.val_scenes} scenes (seed {val.data.seed}):")
+            out["val"] = _compare(val, "all", None, "eval_val", "eval/val", run, say)
+        test = held_out_config(cfg, "test")
+        if test is not None:
+            say(f"  final test: {cfg.eval.test_scenes} scenes (seed {test.data.seed}, used for "
+                "nothing else):")
+            out["test"] = _compare(test, "all", None, "eval_test", "eval", run, say)
+        else:
+            say("  held-out test split of the training store:")
+            out["test"] = _compare(cfg, "test", None, "eval_test", "eval", run, say)
     out["mlflow_run_id"] = run.info.run_id
     return out
 

@@ -98,7 +98,7 @@ seed: 0
 model: {{image_size: 32, dim: 32, heads: 2, depth: 1, backbone_depth: 1}}
 pretrain: {{steps: 2, num_workers: 1, batch_size: 1, val_every: 2, checkpoint_every: 2,
            log_every: 1}}
-dpo: {{k: 2, n_actors: 1, epochs: 1, batch_pairs: 1, eval_scenes: 2, eval_fresh_scenes: 0}}
+dpo: {{k: 2, n_actors: 1, epochs: 1, batch_pairs: 1}}
 serve: {{port: {port}}}
 """
 

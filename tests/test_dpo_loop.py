@@ -55,25 +55,32 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
     assert set(mlflow_metrics(summary)) >= {"eval/win_rate", "eval/video_reward/dpo",
                                             "eval/E_mae_log10/pretrained"}
 
-    # `physgm run`'s eval stage: the test split, then fresh scenes (data.seed + 1)
-    from pipeline.run import fresh_eval_config, stage_eval
+    # `physgm run`'s data and eval stages: a validation and a final test store, each with
+    # its own seed, then w/o vs w/ DPO on both
     from physgm.data.store import list_scenes, open_store, scene_attrs
+    from pipeline.run import held_out_config, stage_eval, synthesize_held_out
     from runtime.tracking import client
 
-    cfg = small_cfg(workdir, name="e2e", **{"dpo.eval_fresh_scenes": 2, "dpo.eval_scenes": 2})
+    cfg = small_cfg(workdir, name="e2e", **{"eval.val_scenes": 2, "eval.test_scenes": 2})
     said = []
-    out = stage_eval(cfg, None, lambda msg, transient=False: said.append(msg))
-    fresh = fresh_eval_config(cfg)
-    assert fresh.data.seed == cfg.data.seed + 1 and fresh.data.path.startswith(str(cfg.run_dir))
-    fresh_ids = list_scenes(open_store(fresh.data.path))
-    assert len(fresh_ids) == 2 and out["fresh"]["summary"]["n_scenes"] == 2
-    train_root, fresh_root = open_store(cfg.data.path), open_store(fresh.data.path)
-    assert all(scene_attrs(fresh_root, i)["true"] != scene_attrs(train_root, i)["true"]
-               for i in fresh_ids)  # other scenes than the training store's
-    assert (cfg.run_dir / "eval_table.txt").is_file()
-    assert (cfg.run_dir / "eval_fresh_table.txt").read_text() == out["fresh"]["table"] + "\n"
+    say = lambda msg, transient=False: said.append(msg)  # noqa: E731
+    synthesize_held_out(cfg, say)
+    out = stage_eval(cfg, None, say)
+    val, test = held_out_config(cfg, "val"), held_out_config(cfg, "test")
+    seeds = {cfg.data.seed, val.data.seed, test.data.seed}
+    assert len(seeds) == 3 and test.data.path.startswith(str(cfg.run_dir))
+    stores = {name: open_store(c.data.path) for name, c in (("train", cfg), ("val", val),
+                                                              ("test", test))}
+    trues = {name: [str(scene_attrs(root, i)["true"]) for i in list_scenes(root)]
+             for name, root in stores.items()}
+    assert len(trues["val"]) == len(trues["test"]) == 2
+    assert not set(trues["test"]) & (set(trues["train"]) | set(trues["val"]))  # disjoint
+    assert out["test"]["summary"]["n_scenes"] == 2 and "per_material" in out["test"]["summary"]
+    assert (cfg.run_dir / "eval_test_table.txt").read_text() == out["test"]["table"] + "\n"
+    assert (cfg.run_dir / "eval_val_table.txt").is_file()
     metrics = client(cfg).get_run(out["mlflow_run_id"]).data.metrics
-    assert {"eval/win_rate", "eval/fresh/win_rate", "eval/fresh/video_reward/dpo"} <= set(metrics)
+    assert {"eval/win_rate", "eval/video_reward/dpo", "eval/val/win_rate",
+            "eval/particle_dist/dpo"} <= set(metrics)
     assert sum("w/ DPO" in m for m in said) == 2
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from physgm.config.loading import (ConfigError, build_config, dump_config, flatten, load_config,
                                    parse_overrides)
+from physgm.config.evaluation import EvalConfig
 from physgm.config.preference import DPOConfig, RewardConfig
 from physgm.config.run import RunConfig
 from physgm.config.sections import (DataConfig, ModelConfig, MPMConfig, PretrainConfig,
                                     RenderConfig)
 from physgm.config.serve import ServeConfig
 
-__all__ = ["ConfigError", "DPOConfig", "DataConfig", "MPMConfig", "ModelConfig", "PretrainConfig",
+__all__ = ["ConfigError", "DPOConfig", "DataConfig", "EvalConfig", "MPMConfig", "ModelConfig", "PretrainConfig",
            "RenderConfig", "RewardConfig", "RunConfig", "ServeConfig", "build_config",
            "dump_config", "flatten", "load_config", "parse_overrides"]

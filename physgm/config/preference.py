@@ -95,11 +95,6 @@ class DPOConfig(_Section):
     checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
     log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
                                   "loser video artifacts")
-    eval_scenes: int = Field(16, ge=1, description="held-out scenes for `physgm eval`")
-    eval_fresh_scenes: int = Field(0, ge=0, description="`physgm run` also compares w/o vs "
-                                   "w/ DPO on this many freshly synthesised scenes (data.seed "
-                                   "+ 1, never trained on; runs/<name>/eval_fresh.zarr): the "
-                                   "test split of a small dataset is too few to measure a gain")
     seed: int = 0
 
     @model_validator(mode="after")

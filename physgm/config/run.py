@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from physgm.config.evaluation import EvalConfig
 from physgm.config.preference import DPOConfig, RewardConfig
 from physgm.config.sections import (DataConfig, ModelConfig, MPMConfig, PretrainConfig,
                                     RenderConfig, _Section)
@@ -24,6 +25,7 @@ class RunConfig(_Section):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     dpo: DPOConfig = Field(default_factory=DPOConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @field_validator("name")
@@ -32,6 +34,15 @@ class RunConfig(_Section):
         if not v or any(c in v for c in "/\\ ") or v.startswith("."):
             raise ValueError("run name must be a plain folder name (no slashes or spaces)")
         return v
+
+    @model_validator(mode="after")
+    def _stores_apart(self):
+        val, test = self.eval.seeds(self.data.seed)
+        if len({self.data.seed, val, test}) < 3:
+            raise ValueError(f"data.seed ({self.data.seed}), the validation seed ({val}) and the "
+                             f"final test seed ({test}) must differ: the three stores must "
+                             "hold different scenes (set eval.val_seed / eval.test_seed)")
+        return self
 
     @property
     def run_dir(self) -> Path:
