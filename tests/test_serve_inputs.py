@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from uploads import bomb_jpeg, bomb_png
 
 from physgm.camera import Camera, orbit_cameras
 from physgm.config import ModelConfig, ServeConfig, build_config
 from physgm.materials import MATERIALS, PARAM_RANGES, Material
-from serving.inputs import (CameraDefaults, InputError, Limits, decode_image, parse_cameras,
-                            parse_views, prepare_views, sniff_image_type)
+from serving.inputs import (CameraDefaults, InputError, Limits, declared_size, decode_image,
+                            parse_cameras, parse_views, prepare_views, sniff_image_type)
 from serving.security import RequestGuard, check_bind, key_digest, resolve_api_key
 
 LIMITS = Limits(min_px=32, max_px=256, max_views=4, max_bytes=1 << 20)
@@ -81,6 +82,20 @@ def test_header_size_checked_before_decoding():
     assert exc.value.status == 422 and "resize" in exc.value.detail
 
 
+def test_declared_size_bombs_are_refused_before_any_decoder():
+    """A few dozen bytes declaring 100,000 × 100,000 px (PIL's own guard raised a
+    DecompressionBombError, a 500 behind the API): refused from the header, PNG and JPEG."""
+    for data, size in ((bomb_png(), "100000×100000"), (bomb_jpeg(), "65000×65000"),
+                       (bomb_png(5000, 40), "5000×40"), (bomb_jpeg(64, 9000), "64×9000")):
+        assert declared_size(data, sniff_image_type(data)) == tuple(
+            int(v) for v in size.split("×"))
+        with pytest.raises(InputError, match=size) as exc:
+            decode_image(data, "bomb", LIMITS)
+        assert exc.value.status == 422 and len(data) < 300
+    assert declared_size(jpeg(77, 55), "jpeg") == (77, 55)
+    assert declared_size(b"\xff\xd8\xff\xe0\x00", "jpeg") is None       # cut in a segment
+
+
 # ------------------------------------------------------------------ cameras
 def cam_json(cams):
     return json.dumps([{"K": c.K.tolist(), "c2w": c.c2w.tolist()} for c in cams])
@@ -106,6 +121,9 @@ def test_cameras_parse_and_validate():
         json.dumps(nan): 422,                            # NaN (Python's json writes NaN)
         json.dumps(scaled): 422,                         # not a rigid pose
         json.dumps([good[0], "camera"]): 422,
+        "[" * 70000: 413,                                # over the length cap
+        "[" * 5000: 400,                                 # nesting: RecursionError in json
+        "[" + "9" * 5000 + "]": 400,                     # over Python's int-digit limit
     }
     for text, status in cases.items():
         assert status_of(parse_cameras, text, [(48, 40), (48, 40)]) == status, text
