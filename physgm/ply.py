@@ -41,9 +41,11 @@ from physgm.gaussians import _OPACITY_EPS, PLY_FIELDS, SH_C0, Gaussians
 MAX_HEADER_BYTES = 64 * 1024
 SH_REST_COUNTS = {0: 0, 1: 9, 2: 24, 3: 45}            # SH degree → number of f_rest_*
 REQUIRED = tuple(f for f in PLY_FIELDS if f not in ("nx", "ny", "nz"))
-_SIZES = {"char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2,
-          "uint16": 2, "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4,
-          "double": 8, "float64": 8}
+_CODES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2",
+          "int16": "i2", "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4",
+          "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8",
+          "float64": "f8"}
+_SIZES = {k: int(v[1]) for k, v in _CODES.items()}
 _FORMATS = ("ascii", "binary_little_endian", "binary_big_endian")
 _COUNT = re.compile(r"^\d{1,19}$")
 
@@ -74,8 +76,8 @@ def _malformed(msg: str) -> PlyError:
 
 
 def _parse_header(head: bytes) -> tuple[str, list[tuple[str, int, list[tuple]]], int]:
-    """→ (format, [(element, count, [(property, size | None for lists, count size,
-    item size)])], header length in bytes)."""
+    """→ (format, [(element, count, [(property, size | None for lists, list count size
+    (0 for scalars), item size | numpy code of a scalar)])], header length in bytes)."""
     if not (head.startswith(b"ply\n") or head.startswith(b"ply\r\n")):
         raise _malformed("not a PLY file (it must start with the line 'ply')")
     end = head.find(b"end_header", 0, MAX_HEADER_BYTES)
@@ -115,7 +117,7 @@ def _parse_header(head: bytes) -> tuple[str, list[tuple[str, int, list[tuple]]],
                     and words[3] in _SIZES:
                 props.append((words[4], None, _SIZES[words[2]], _SIZES[words[3]]))
             elif len(words) == 3 and words[1] in _SIZES:
-                props.append((words[2], _SIZES[words[1]], 0, 0))
+                props.append((words[2], _SIZES[words[1]], 0, _CODES[words[1]]))
             else:
                 raise _malformed(f"bad property line {line!r}")
         else:
@@ -194,6 +196,21 @@ def inspect_ply(head: bytes, total_bytes: int, max_gaussians: Optional[int] = No
     return PlyLayout(fmt, count, degree, ignored, stop)
 
 
+def _binary_vertices(buf, fmt: str, elements, start: int) -> Optional[np.ndarray]:
+    """The vertex rows of a binary PLY as a structured array viewing ``buf`` (no per-row
+    parsing), or None when an element before them has list properties."""
+    offset = start
+    endian = "<" if fmt == "binary_little_endian" else ">"
+    for name, count, props in elements:
+        if any(size is None for _, size, _, _ in props):
+            return None
+        if name == "vertex":
+            dtype = np.dtype([(p, endian + code) for p, _, _, code in props])
+            return np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+        offset += count * sum(size for _, size, _, _ in props)
+    return None
+
+
 def read_ply(source: Union[str, Path, bytes], max_gaussians: Optional[int] = None
              ) -> tuple[Gaussians, PlyLayout]:
     """A 3DGS PLY (a path or the file's bytes) → (Gaussians float32 on the CPU, PlyLayout).
@@ -201,28 +218,33 @@ def read_ply(source: Union[str, Path, bytes], max_gaussians: Optional[int] = Non
     from plyfile import PlyData, PlyParseError
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        layout = inspect_ply(data[:MAX_HEADER_BYTES], len(data), max_gaussians)
-        stream = io.BytesIO(data)
+        buf = bytes(source)
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"no PLY file at {path}")
-        with path.open("rb") as f:
-            layout = inspect_ply(f.read(MAX_HEADER_BYTES), path.stat().st_size, max_gaussians)
-        stream = str(path)
-    try:
-        v = PlyData.read(stream)["vertex"].data
-    except (PlyParseError, ValueError, UnicodeDecodeError, IndexError, KeyError) as err:
-        raise _malformed(f"the PLY body cannot be read ({type(err).__name__}: {err})") from None
+        if path.stat().st_size == 0:
+            raise _malformed(f"{path} is empty")
+        buf = np.memmap(path, dtype=np.uint8, mode="r")    # mapped, read only where used
+    head = bytes(buf[:MAX_HEADER_BYTES])
+    layout = inspect_ply(head, len(buf), max_gaussians)    # before anything is allocated
+    fmt, elements, start = _parse_header(head)
+    v = None if fmt == "ascii" else _binary_vertices(buf, fmt, elements, start)
+    if v is None:                        # ascii, or list elements first: plyfile, row by row
+        try:
+            v = PlyData.read(io.BytesIO(bytes(buf)))["vertex"].data
+        except (PlyParseError, ValueError, UnicodeDecodeError, IndexError, KeyError) as err:
+            raise _malformed(f"the PLY body cannot be read ({type(err).__name__}: "
+                             f"{err})") from None
 
     def col(*names: str) -> torch.Tensor:
         try:
-            arr = np.stack([np.asarray(v[n], dtype=np.float64) for n in names], axis=-1)
+            with np.errstate(all="ignore"):    # NaN/overflow are reported just below
+                arr = np.stack([np.asarray(v[n], dtype=np.float64) for n in names], axis=-1)
+                bad = ~np.isfinite(arr.astype(np.float32))   # beyond float32 counts as Inf
         except (TypeError, ValueError) as err:
             raise PlyError(f"properties {', '.join(names)} are not numbers ({err})",
                            "invalid") from None
-        bad = ~np.isfinite(arr)
         if bad.any():
             worst = names[int(bad.sum(0).argmax())]
             raise PlyError(f"{int(bad.any(1).sum()):,} Gaussians have NaN/Inf values (e.g. in "

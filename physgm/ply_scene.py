@@ -161,6 +161,20 @@ def select_gaussians(g: Gaussians, min_opacity: float = 0.0,
     return g.subset(keep)
 
 
+def thin_gaussians(g: Gaussians, max_count: int, seed: int = 0) -> Gaussians:
+    """At most ``max_count`` Gaussians, a uniform random subset, each grown by
+    (N / max_count)^(1/3) so that the fewer, larger splats cover about the same volume (a
+    preview of a dense scene, for a bounded render time)."""
+    n = len(g)
+    if n <= max_count:
+        return g
+    keep = np.sort(np.random.default_rng(seed).choice(n, max_count, replace=False))
+    sub = g.subset(torch.from_numpy(keep))
+    grow = (n / max_count) ** (1.0 / 3.0)
+    return Gaussians(sub.means, sub.scales * grow, sub.quats, sub.opacities, sub.colors,
+                     None if sub.covs is None else sub.covs * grow ** 2)
+
+
 @dataclass(eq=False)
 class PlyScene:
     """A scene ready to simulate: ``gaussians`` (N) in the domain, ``particles`` (M, 3) [m],

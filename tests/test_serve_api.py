@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from uploads import ball, bomb_jpeg, bomb_png, ply_bytes
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray")
@@ -39,7 +40,8 @@ def free_port() -> int:
 def make_cfg(port: int):
     return build_config({"model": TINY, "serve": {
         "port": port, "sim": {"n_frames": 6}, "video_size": 48, "max_particles": 1200,
-        "max_batch_size": 8, "batch_wait_timeout_s": 0.02, "request_timeout_s": 60}})
+        "max_batch_size": 8, "batch_wait_timeout_s": 0.02, "request_timeout_s": 60,
+        "max_ply_gaussians": 3000}})
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +215,11 @@ def _bad_cases():
         "5 views": ({"files": views(*[png()] * 5)}, 422),
         "tiny image": ({"files": views(png(16, 16))}, 422),
         "huge image": ({"files": views(png(4200, 32))}, 422),
+        "PNG declaring 100,000² px": ({"files": views(bomb_png())}, 422),    # was a 500
+        "JPEG declaring 65,000² px": ({"files": views(bomb_jpeg())}, 422),
+        "cameras nested 5,000 deep": ({"files": views(png()), "data": {"cameras": "[" * 5000}},
+                                      400),
+        "unknown model": ({"files": views(png()), "data": {"model": "gpt"}}, 422),
         "NaN camera": ({"files": views(png()), "data": {"cameras": json.dumps(nan_cam)}}, 422),
         "camera not JSON": ({"files": views(png()), "data": {"cameras": "[{"}}, 400),
         "cameras count": ({"files": views(png(), png()),
@@ -237,6 +244,87 @@ def test_bad_inputs_get_4xx_with_detail(server, endpoint):
     assert requests.get(url + "/healthz", timeout=30).status_code == 200   # replica alive
     assert requests.post(url + endpoint.replace("simulate", "predict"), files=views(png()),
                          timeout=60).status_code == 200
+
+
+def test_pretrained_and_dpo_side_by_side(server):
+    """Model multiplexing: the header serve_multiplexed_model_id (or the field model) picks
+    the model; the random-init server's stand-ins are seeds 0 (= the default) and 1."""
+    url, _ = server
+    listed = requests.get(url + "/v1/models", timeout=30).json()
+    assert set(listed["models"]) == {"pretrained", "dpo"}
+    assert listed["default"]["model_version"].startswith("random-init-seed0")
+    default = requests.post(url + "/v1/predict", files=views(png()), timeout=60).json()
+    assert "model" not in default
+    got = {}
+    for mid in ("pretrained", "dpo"):
+        r = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                          headers={"serve_multiplexed_model_id": mid})
+        assert r.status_code == 200, r.text
+        got[mid] = r.json()
+        assert got[mid]["model"] == mid
+    assert got["dpo"]["model_version"].startswith("random-init-seed1")
+    assert got["pretrained"]["material"]["probs"] == pytest.approx(
+        default["material"]["probs"], abs=1e-6)
+    assert got["dpo"]["material"]["probs"] != pytest.approx(got["pretrained"]["material"]["probs"],
+                                                            abs=1e-4)
+    field = requests.post(url + "/v1/predict", files=views(png()), data={"model": "dpo"},
+                          timeout=60).json()
+    assert field["material"]["probs"] == pytest.approx(got["dpo"]["material"]["probs"], abs=1e-6)
+    bad = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                        headers={"serve_multiplexed_model_id": "nope"})
+    assert bad.status_code == 422 and "pretrained" in bad.json()["detail"]
+
+
+def test_simulate_an_uploaded_3dgs_scene(server, tmp_path):
+    """POST /v1/simulate with a 3DGS PLY in place of images: physics predicted from renders
+    of it, then filled, simulated and rendered; bad PLYs are 4xx."""
+    from physgm.video import read_video
+
+    url, cfg = server
+    scene = ply_bytes(ball(1500, radius=30.0, centre=(0.0, 100.0, 0.0)), 3,
+                      extra={"label": np.arange(1500.0)})
+    r = requests.post(url + "/v1/simulate", files={"gaussians": ("scene.ply", scene)},
+                      data={"material": "jelly", "model": "dpo"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Sim-Appearance"] == "ply" and r.headers["X-Model-Id"] == "dpo"
+    assert json.loads(r.headers["X-Sim-Params"])["material"] == "jelly"
+    assert int(r.headers["X-Sim-Particles"]) <= cfg.serve.max_particles
+    (tmp_path / "v.mp4").write_bytes(r.content)
+    frames = read_video(tmp_path / "v.mp4")
+    assert frames.shape[0] == cfg.serve.sim.n_frames + 1 and frames.max() > 30
+    ok = requests.post(url + "/v1/simulate?format=gif", timeout=120,
+                       files={"gaussians": ("s.ply", ply_bytes(ball(400), 0))})
+    assert ok.status_code == 200 and ok.content.startswith(b"GIF8"), ok.text
+    assert json.loads(ok.headers["X-Sim-Params"])["material"] in {m.value for m in MATERIALS}
+    cases = {
+        "header declares 10^12": (ply_bytes(ball(50), count=10 ** 12), {}, 400),
+        "not a PLY": (b"%PDF-1.4 nope", {}, 400),
+        "empty": (b"", {}, 400),
+        "missing properties": (ply_bytes(ball(50), drop=("opacity", "rot_0")), {}, 422),
+        "too many Gaussians": (ply_bytes(ball(3001)), {}, 413),
+        "with cameras": (ply_bytes(ball(50)), {"cameras": "[]"}, 422),
+    }
+    for name, (data, form, code) in cases.items():
+        bad = requests.post(url + "/v1/simulate", files={"gaussians": ("s.ply", data)},
+                            data=form, timeout=60)
+        assert bad.status_code == code, (name, bad.status_code, bad.text[:200])
+        assert len(bad.json()["detail"]) > 10
+    nan = ball(50)
+    nan["xyz"][0, 0] = np.nan
+    bad = requests.post(url + "/v1/simulate", files={"gaussians": ("s.ply", ply_bytes(nan))},
+                        timeout=60)
+    assert bad.status_code == 422 and "NaN" in bad.json()["detail"]
+    both = requests.post(url + "/v1/simulate", timeout=60, files=[
+        ("images", ("a.png", png(), "image/png")), ("gaussians", ("s.ply", scene))])
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    assert requests.get(url + "/healthz", timeout=30).status_code == 200
+
+
+def test_every_deployment_reports_healthy(server):
+    status = serve.status().applications["physgm"]
+    assert status.status == "RUNNING"
+    assert {name: d.status for name, d in status.deployments.items()} == {
+        "PhysGMIngress": "HEALTHY", "PhysGMModel": "HEALTHY", "PhysGMSim": "HEALTHY"}
 
 
 def test_fifty_concurrent_predicts_are_batched(server):

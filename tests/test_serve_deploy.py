@@ -25,9 +25,11 @@ def test_resources_batching_and_autoscaling_come_from_the_config():
     assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.25}
     assert sim.ray_actor_options["num_gpus"] == 0.5
     assert ingress.ray_actor_options["num_cpus"] == 0
-    assert model.user_config == {"kind": "random", "location": None, "seed": 3,
-                                 "model_version": None, "max_batch_size": 16,
-                                 "batch_wait_timeout_s": 0.05}
+    random = {"kind": "random", "location": None, "model_version": None}
+    assert model.user_config == {**random, "seed": 3, "max_batch_size": 16,
+                                 "batch_wait_timeout_s": 0.05,   # and the stand-in pair:
+                                 "models": {"pretrained": {**random, "seed": 3},
+                                            "dpo": {**random, "seed": 4}}}
     settings = ingress.init_args[2]
     assert settings["limits"]["max_bytes"] == 20 * 2 ** 20 and settings["api_key_digest"] is None
 
