@@ -1,6 +1,21 @@
 """How the Serve application is bound (no Ray started): resources, autoscaling, the model's
-user_config, and the deployment versions that make a weights change a reconfigure."""
+user_config, the deployment versions that make a weights change a reconfigure, the models
+served side by side, the health checks and serving/serve_config.yaml; then `serve run` of
+that file for real."""
+import asyncio
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
+import yaml
+from PIL import Image
 
 pytest.importorskip("ray")
 
@@ -58,3 +73,125 @@ def test_versions_change_only_with_what_needs_new_replicas(tmp_path):
     keyed = parts(build_app(cfg, ModelSource("random"), api_key="k" * 20))
     assert keyed[0].version != a[0].version and keyed[0].init_args[2]["api_key_digest"]
     assert "k" * 20 not in str(keyed[0].init_args)                   # only the digest travels
+
+
+# ------------------------------------------------------------------ Serve config file
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "serving" / "serve_config.yaml"
+
+
+def test_serve_config_is_what_serve_build_writes_and_builds_the_app():
+    from ray.serve.schema import ServeDeploySchema
+
+    from serving.deploy import app_builder
+
+    raw = yaml.safe_load(CONFIG.read_text())
+    schema = ServeDeploySchema.model_validate(raw)           # what serve run/deploy parse
+    assert schema.http_options.host == "127.0.0.1"            # loopback, like physgm serve
+    (app_cfg,) = schema.applications
+    assert (app_cfg.name, app_cfg.route_prefix, app_cfg.import_path) == (
+        "physgm", "/", "serving.deploy:app_builder")
+    ingress, model, sim = parts(app_builder(app_cfg.args))
+    names = {d.name for d in app_cfg.deployments}
+    assert names == {ingress.name, model.name, sim.name}     # every entry names a deployment
+    for d in app_cfg.deployments:
+        assert d.num_replicas >= 1 and "num_cpus" in d.ray_actor_options.model_dump()
+        assert d.health_check_period_s > 0
+    assert model.user_config["kind"] == "random"              # runs without a checkpoint
+    with pytest.raises(ValueError, match="checkpointt"):
+        app_builder({"checkpointt": "x"})                     # a typo is refused, named
+
+
+def test_models_beside_the_default_one(tmp_path):
+    from physgm.config import ServeConfig
+    from serving.model_source import parse_source, resolve_models
+
+    run = tmp_path / "run" / "checkpoints"
+    for name in ("final", "dpo"):
+        (run / name).mkdir(parents=True)
+        (run / name / "model.pt").write_bytes(b"weights")
+    got = resolve_models(ServeConfig(), ModelSource("checkpoint", str(run / "dpo")))
+    assert {k: Path(v.location).name for k, v in got.items()} == {"pretrained": "final",
+                                                                 "dpo": "dpo"}
+    (run / "final" / "model.pt").unlink()
+    assert resolve_models(ServeConfig(), ModelSource("checkpoint", str(run / "dpo"))) == {}
+    cfg = ServeConfig(models={"champion": "models:/physgm@champion", "base": "random:7"})
+    got = resolve_models(cfg, ModelSource("random"))
+    assert got["champion"].kind == "mlflow" and got["base"] == ModelSource("random", seed=7)
+    with pytest.raises(ValueError, match="ids"):
+        resolve_models(ServeConfig(models={"bad id!": "random"}), ModelSource("random"))
+    with pytest.raises(FileNotFoundError, match="no PhysGM checkpoint"):
+        parse_source(str(tmp_path / "nowhere"))
+
+
+def test_health_checks_fail_when_a_replica_is_broken():
+    """check_health is what Serve polls; raising gets the replica replaced."""
+    from physgm.config import ServeConfig
+    from serving.model_deployment import MAX_CONSECUTIVE_ERRORS, ModelDeployment
+    from serving.sim_deployment import STUCK_AFTER, SimDeployment
+
+    model = ModelDeployment.func_or_class({"image_size": 32, "patch_size": 8, "dim": 32,
+                                           "depth": 1, "heads": 2, "backbone_depth": 1},
+                                          device="cpu")
+    with pytest.raises(RuntimeError, match="no weights"):
+        model.check_health()
+    asyncio.run(model.reconfigure({"kind": "random"}))
+    model.check_health()
+    model.consecutive_errors = MAX_CONSECUTIVE_ERRORS
+    with pytest.raises(RuntimeError, match="failed"):
+        model.check_health()
+    sim = SimDeployment.func_or_class(ServeConfig(request_timeout_s=1).model_dump(mode="json"),
+                                      warmup=False)
+    sim.check_health()
+    sim._busy_since = time.monotonic() - STUCK_AFTER - 1
+    with pytest.raises(RuntimeError, match="request_timeout_s"):
+        sim.check_health()
+
+
+def test_serve_run_with_the_config_file_answers(tmp_path):
+    """`serve run serving/serve_config.yaml` (only the port changed: this machine is shared)
+    → /healthz 200 and a prediction; Ctrl-C stops it."""
+    requests = pytest.importorskip("requests")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["http_options"]["port"] = port
+    config = tmp_path / "serve_config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    serve_cli = Path(sys.executable).parent / "serve"
+    proc = subprocess.Popen([str(serve_cli), "run", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, health = time.time() + 240, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                health = requests.get(url + "/healthz", timeout=5)
+                if health.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1.0)
+        assert health is not None and health.status_code == 200, "".join(lines[-30:])
+        assert health.json()["model_version"].startswith("random-init")
+        img = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 60, 30)).save(img, format="PNG")
+        r = requests.post(url + "/v1/predict", timeout=120,
+                          files=[("images", ("v.png", img.getvalue(), "image/png"))])
+        assert r.status_code == 200, r.text
+        assert r.json()["material"]["name"] in {"jelly", "metal", "plasticine", "sand", "snow"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        reader.join(timeout=10)
