@@ -20,10 +20,17 @@ function headers() {
 
 function formData(extra) {
   const fd = new FormData();
-  for (const f of state.files) fd.append("images", f, f.name);
-  const cams = $("cameras").value.trim();
-  if (cams) fd.append("cameras", cams);
-  for (const [k, v] of Object.entries(extra || {})) if (v !== "" && v != null) fd.append(k, v);
+  const ply = extra && extra.gaussians;
+  if (ply) {
+    fd.append("gaussians", ply, ply.name);
+  } else {
+    for (const f of state.files) fd.append("images", f, f.name);
+    const cams = $("cameras").value.trim();
+    if (cams) fd.append("cameras", cams);
+  }
+  for (const [k, v] of Object.entries(extra || {})) {
+    if (k !== "gaussians" && v !== "" && v != null) fd.append(k, v);
+  }
   return fd;
 }
 
@@ -50,7 +57,7 @@ function setFiles(files, cameras) {
   }
   const ok = state.files.length > 0;
   $("predict").disabled = !ok;
-  $("simulate").disabled = !ok;
+  $("simulate").disabled = !ok && !$("ply-file").files.length;
   $("compare-run").disabled = !ok;
   $("ply-link").classList.add("disabled");
   $("result").hidden = true;
@@ -179,8 +186,9 @@ async function simulate() {
   $("simulate").disabled = true;
   try {
     const t0 = performance.now();
+    const ply = $("ply-file").files[0];
     const res = await post("/v1/simulate", {
-      material: $("override-material").value, E: $("override-E").value,
+      material: $("override-material").value, E: $("override-E").value, gaussians: ply,
     });
     const blob = await res.blob();
     if (state.videoUrl) URL.revokeObjectURL(state.videoUrl);
@@ -197,7 +205,7 @@ async function simulate() {
     showError(e.message);
     setStatus("");
   } finally {
-    $("simulate").disabled = state.files.length === 0;
+    $("simulate").disabled = state.files.length === 0 && !$("ply-file").files.length;
   }
 }
 
@@ -213,6 +221,9 @@ async function init() {
   $("predict").addEventListener("click", predict);
   $("simulate").addEventListener("click", simulate);
   $("compare-run").addEventListener("click", compare);
+  $("ply-file").addEventListener("change", () => {
+    $("simulate").disabled = state.files.length === 0 && !$("ply-file").files.length;
+  });
   $("api-key").addEventListener("change", loadModels);
   try {
     const samples = await (await fetch("/static/samples/samples.json")).json();
