@@ -5,10 +5,12 @@ that file for real."""
 import asyncio
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -195,3 +197,69 @@ def test_serve_run_with_the_config_file_answers(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         reader.join(timeout=10)
+
+
+@pytest.mark.slow
+def test_serve_deploy_to_a_running_head(tmp_path):
+    """`ray start --head` (dashboard on 127.0.0.1), then `serve deploy` of the config file
+    → /healthz 200 and both multiplexed models listed. About 60 s on the 2-core machine."""
+    requests = pytest.importorskip("requests")
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    gcs, dash, http = ports
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["http_options"]["port"] = http
+    config = tmp_path / "serve_config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    bin_dir = Path(sys.executable).parent
+    # a short session dir: Ray's unix sockets live under it (paths ≤ 107 bytes)
+    ray_tmp = tempfile.mkdtemp(prefix="physgm-ray-")
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port",
+         str(gcs), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+         "--include-dashboard", "true", "--temp-dir", ray_tmp,
+         "--disable-usage-stats"], cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dashboard = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(dashboard + "/api/version", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(1.0)
+        out = subprocess.run([str(bin_dir / "serve"), "deploy", str(config), "-a", dashboard],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        health = None
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                health = requests.get(f"http://127.0.0.1:{http}/healthz", timeout=5)
+                if health.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1.0)
+        assert health is not None and health.status_code == 200
+        models = requests.get(f"http://127.0.0.1:{http}/v1/models", timeout=30).json()
+        assert set(models["models"]) == {"pretrained", "dpo"}
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)      # the head and every process it started
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        time.sleep(2)
+        try:
+            os.killpg(head.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
