@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from uploads import ball, bomb_jpeg, bomb_png, ply_bytes
+from uploads import as_views as views
+from uploads import bad_ply_uploads, bad_view_uploads, ball, ply_bytes
+from uploads import view_jpeg as jpeg
+from uploads import view_png as png
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray")
@@ -56,25 +59,6 @@ def server():
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def png(w=64, h=64, seed=0) -> bytes:
-    img = np.zeros((h, w, 3), np.uint8)
-    img[h // 4:3 * h // 4, w // 4:3 * w // 4] = np.random.default_rng(seed).integers(
-        60, 255, 3)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def jpeg(w=64, h=48) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (10, 200, 90)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def views(*datas):
-    return [("images", (f"v{i}.png", d, "image/png")) for i, d in enumerate(datas)]
 
 
 def model_info():
@@ -191,52 +175,10 @@ def test_demo_page_and_openapi(server):
 
 
 # ------------------------------------------------------------------ bad inputs
-def _streamed_upload(mb: int):
-    """A valid multipart body of ``mb`` MiB sent chunked (no Content-Length)."""
-    yield (b'--xyz\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n'
-           b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n")
-    for _ in range(mb):
-        yield b"\0" * 2 ** 20
-    yield b"\r\n--xyz--\r\n"
-
-
-def _bad_cases():
-    nan_cam = json.loads((SAMPLES / "samples.json").read_text())[0]["cameras"][:1]
-    nan_cam[0]["c2w"][0][3] = float("nan")
-    good_cam = json.loads((SAMPLES / "samples.json").read_text())[0]["cameras"][:1]
-    return {
-        "empty body": ({"data": b"", "headers": {"content-type":
-                                                 "multipart/form-data; boundary=xyz"}}, 400, 422),
-        "no images field": ({"files": [("other", ("a.png", png(), "image/png"))]}, 422),
-        "empty file": ({"files": views(b"")}, 400),
-        "not an image": ({"files": views(b"%PDF-1.7 hello")}, 415),
-        "text as image": ({"files": [("images", (None, "just text"))]}, 415, 422),
-        "truncated PNG": ({"files": views(png()[:120])}, 400),
-        "5 views": ({"files": views(*[png()] * 5)}, 422),
-        "tiny image": ({"files": views(png(16, 16))}, 422),
-        "huge image": ({"files": views(png(4200, 32))}, 422),
-        "PNG declaring 100,000² px": ({"files": views(bomb_png())}, 422),    # was a 500
-        "JPEG declaring 65,000² px": ({"files": views(bomb_jpeg())}, 422),
-        "cameras nested 5,000 deep": ({"files": views(png()), "data": {"cameras": "[" * 5000}},
-                                      400),
-        "unknown model": ({"files": views(png()), "data": {"model": "gpt"}}, 422),
-        "NaN camera": ({"files": views(png()), "data": {"cameras": json.dumps(nan_cam)}}, 422),
-        "camera not JSON": ({"files": views(png()), "data": {"cameras": "[{"}}, 400),
-        "cameras count": ({"files": views(png(), png()),
-                           "data": {"cameras": json.dumps(good_cam)}}, 422),
-        "wrong content type": ({"json": {"images": ["a.png"]}}, 415),
-        "too large": ({"files": views(b"\x89PNG\r\n\x1a\n" + os.urandom(21 * 2 ** 20))}, 413),
-        "too large, streamed": ({"data": _streamed_upload(25), "headers": {
-            "content-type": "multipart/form-data; boundary=xyz"}}, 413),   # chunked: no length
-        "garbled multipart": ({"data": b"--xyz\r\nnonsense", "headers": {
-            "content-type": "multipart/form-data; boundary=xyz"}}, 400, 422),
-    }
-
-
 @pytest.mark.parametrize("endpoint", ["/v1/predict", "/v1/gaussians", "/v1/simulate"])
 def test_bad_inputs_get_4xx_with_detail(server, endpoint):
     url, _ = server
-    for name, (kwargs, *codes) in _bad_cases().items():
+    for name, (kwargs, *codes) in bad_view_uploads(SAMPLES).items():
         r = requests.post(url + endpoint, timeout=60, **kwargs)
         assert r.status_code in codes, (name, r.status_code, r.text[:200])
         detail = r.json()["detail"]
@@ -296,24 +238,11 @@ def test_simulate_an_uploaded_3dgs_scene(server, tmp_path):
                        files={"gaussians": ("s.ply", ply_bytes(ball(400), 0))})
     assert ok.status_code == 200 and ok.content.startswith(b"GIF8"), ok.text
     assert json.loads(ok.headers["X-Sim-Params"])["material"] in {m.value for m in MATERIALS}
-    cases = {
-        "header declares 10^12": (ply_bytes(ball(50), count=10 ** 12), {}, 400),
-        "not a PLY": (b"%PDF-1.4 nope", {}, 400),
-        "empty": (b"", {}, 400),
-        "missing properties": (ply_bytes(ball(50), drop=("opacity", "rot_0")), {}, 422),
-        "too many Gaussians": (ply_bytes(ball(3001)), {}, 413),
-        "with cameras": (ply_bytes(ball(50)), {"cameras": "[]"}, 422),
-    }
-    for name, (data, form, code) in cases.items():
+    for name, (data, form, code) in bad_ply_uploads(max_gaussians=3000).items():
         bad = requests.post(url + "/v1/simulate", files={"gaussians": ("s.ply", data)},
                             data=form, timeout=60)
         assert bad.status_code == code, (name, bad.status_code, bad.text[:200])
         assert len(bad.json()["detail"]) > 10
-    nan = ball(50)
-    nan["xyz"][0, 0] = np.nan
-    bad = requests.post(url + "/v1/simulate", files={"gaussians": ("s.ply", ply_bytes(nan))},
-                        timeout=60)
-    assert bad.status_code == 422 and "NaN" in bad.json()["detail"]
     both = requests.post(url + "/v1/simulate", timeout=60, files=[
         ("images", ("a.png", png(), "image/png")), ("gaussians", ("s.ply", scene))])
     assert both.status_code == 422 and "not both" in both.json()["detail"]

@@ -3,10 +3,15 @@ not by physgm, so the reader is checked against the format rather than against i
 writer), and cheap uploads whose headers declare huge sizes."""
 from __future__ import annotations
 
+import io
+import json
+import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 C0 = 0.28209479177387814
 
@@ -79,3 +84,84 @@ def bomb_jpeg(width: int = 65_000, height: int = 65_000) -> bytes:
         b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
     return b"\xff\xd8" + app0 + sof + b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00" + \
         b"\0" * 64 + b"\xff\xd9"
+
+
+# ------------------------------------------------------------------ HTTP uploads
+def view_png(w=64, h=64, seed=0) -> bytes:
+    """A w × h PNG: a coloured square on black (an object view)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[h // 4:3 * h // 4, w // 4:3 * w // 4] = np.random.default_rng(seed).integers(
+        60, 255, 3)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def view_jpeg(w=64, h=48) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (10, 200, 90)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def as_views(*datas):
+    """The multipart field list of ``requests``: one ``images`` file per datum."""
+    return [("images", (f"v{i}.png", d, "image/png")) for i, d in enumerate(datas)]
+
+
+def streamed_upload(mb: int):
+    """A valid multipart body of ``mb`` MiB sent chunked (no Content-Length)."""
+    yield (b'--xyz\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n'
+           b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n")
+    for _ in range(mb):
+        yield b"\0" * 2 ** 20
+    yield b"\r\n--xyz--\r\n"
+
+
+def bad_view_uploads(samples: Path) -> dict:
+    """{name: (requests kwargs, *accepted status codes)}: bad uploads for every endpoint."""
+    nan_cam = json.loads((samples / "samples.json").read_text())[0]["cameras"][:1]
+    nan_cam[0]["c2w"][0][3] = float("nan")
+    good_cam = json.loads((samples / "samples.json").read_text())[0]["cameras"][:1]
+    return {
+        "empty body": ({"data": b"", "headers": {"content-type":
+                                                 "multipart/form-data; boundary=xyz"}}, 400, 422),
+        "no images field": ({"files": [("other", ("a.png", view_png(), "image/png"))]}, 422),
+        "empty file": ({"files": as_views(b"")}, 400),
+        "not an image": ({"files": as_views(b"%PDF-1.7 hello")}, 415),
+        "text as image": ({"files": [("images", (None, "just text"))]}, 415, 422),
+        "truncated PNG": ({"files": as_views(view_png()[:120])}, 400),
+        "5 views": ({"files": as_views(*[view_png()] * 5)}, 422),
+        "tiny image": ({"files": as_views(view_png(16, 16))}, 422),
+        "huge image": ({"files": as_views(view_png(4200, 32))}, 422),
+        "PNG declaring 100,000² px": ({"files": as_views(bomb_png())}, 422),    # was a 500
+        "JPEG declaring 65,000² px": ({"files": as_views(bomb_jpeg())}, 422),
+        "cameras nested 5,000 deep": ({"files": as_views(view_png()),
+                                       "data": {"cameras": "[" * 5000}}, 400),
+        "unknown model": ({"files": as_views(view_png()), "data": {"model": "gpt"}}, 422),
+        "NaN camera": ({"files": as_views(view_png()),
+                        "data": {"cameras": json.dumps(nan_cam)}}, 422),
+        "camera not JSON": ({"files": as_views(view_png()), "data": {"cameras": "[{"}}, 400),
+        "cameras count": ({"files": as_views(view_png(), view_png()),
+                           "data": {"cameras": json.dumps(good_cam)}}, 422),
+        "wrong content type": ({"json": {"images": ["a.png"]}}, 415),
+        "too large": ({"files": as_views(b"\x89PNG\r\n\x1a\n" + os.urandom(21 * 2 ** 20))}, 413),
+        "too large, streamed": ({"data": streamed_upload(25), "headers": {
+            "content-type": "multipart/form-data; boundary=xyz"}}, 413),   # chunked: no length
+        "garbled multipart": ({"data": b"--xyz\r\nnonsense", "headers": {
+            "content-type": "multipart/form-data; boundary=xyz"}}, 400, 422),
+    }
+
+
+def bad_ply_uploads(max_gaussians: int) -> dict:
+    """{name: (PLY bytes, form fields, status)} for ``POST /v1/simulate`` with ``gaussians``."""
+    nan = ball(50)
+    nan["xyz"][0, 0] = np.nan
+    return {
+        "header declares 10^12": (ply_bytes(ball(50), count=10 ** 12), {}, 400),
+        "not a PLY": (b"%PDF-1.4 nope", {}, 400),
+        "empty": (b"", {}, 400),
+        "missing properties": (ply_bytes(ball(50), drop=("opacity", "rot_0")), {}, 422),
+        "NaN": (ply_bytes(nan), {}, 422),
+        "too many Gaussians": (ply_bytes(ball(max_gaussians + 1)), {}, 413),
+        "with cameras": (ply_bytes(ball(50)), {"cameras": "[]"}, 422),
+    }
