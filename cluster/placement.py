@@ -10,11 +10,11 @@ Roles (resources per instance, from the config):
 | dpo      | reward_replica  | reward.replicas           | reward.num_cpus / reward.num_gpus    |
 | serve    | serve_model     | serve.replicas (max_replicas with autoscaling) | num_cpus / num_gpus |
 | serve    | serve_sim       | serve.sim_replicas        | sim_num_cpus / sim_num_gpus          |
-| serve    | serve_ingress   | serve.ingress_replicas    | 1 / 0 (Serve's default)              |
 
-A role also asks for one unit of its custom resource (``ROLE_RESOURCE``) when some node type
-offers it: that is what pins it to its node type. Host memory per role comes from the
-cluster file's ``metadata.physgm.memory_gib``. Stages run one at a time; within a stage every
+(``runtime.capacity.stage_demands``, which the live check before each stage uses too.) A
+role takes the custom resources its config names (``dpo.actor_resources``, …): that is what
+pins it to its node type (``ROLE_RESOURCE`` says which one each role is meant for). Host
+memory per role comes from the cluster file's ``metadata.physgm.memory_gib``. Stages run one at a time; within a stage every
 instance must be placed at once. Packing is first-fit, largest instances first, opening the
 smallest node type that fits when no open node has room.
 """
@@ -27,8 +27,7 @@ from cluster.instances import GIB
 # role → custom resource that pins it (None: goes wherever CPU/GPU allow)
 ROLE_RESOURCE: dict[str, str | None] = {
     "pretrain_worker": "learner", "learner": "learner", "sim_actor": "sim_actor",
-    "reward_replica": "reward", "serve_model": "serve", "serve_sim": "serve",
-    "serve_ingress": None}
+    "reward_replica": "reward", "serve_model": "serve", "serve_sim": "serve"}
 STAGES = ("pretrain", "dpo", "serve")
 EPS = 1e-9
 
@@ -80,44 +79,34 @@ def fmt_demand(res: dict[str, float]) -> str:
 
 def role_demands(cfg, types: list[NodeType], memory_gib: dict[str, float]
                  ) -> tuple[list[Role], list[Finding]]:
-    """The roles of ``cfg`` (a RunConfig) with what each instance asks of a node."""
+    """The roles of ``cfg`` (a RunConfig) with what each instance asks of a node: the same
+    demands the live check uses (``runtime.capacity.stage_demands``: CPU, GPU and the custom
+    resources the config names), plus host memory from the cluster file."""
+    from runtime.capacity import STAGES as ROLE_STAGES
+    from runtime.capacity import stage_demands
+
     offered = {k for t in types for k in t.resources}
-    p, d, r, s = cfg.pretrain, cfg.dpo, cfg.reward, cfg.serve
-    get = lambda obj, name, default: getattr(obj, name, default)  # noqa: E731  (fields may be absent)
     roles, found = [], []
-
-    def add(name: str, stage: str, count: int, cpu: float, gpu: float, source: str) -> None:
-        demand = {"CPU": float(cpu)}
-        if gpu:
-            demand["GPU"] = float(gpu)
+    for stage in ROLE_STAGES:
+        for d in stage_demands(cfg, stage):
+            demand = dict(d.per)
+            gpu = demand.get("GPU", 0.0)
             if gpu > 1 and not float(gpu).is_integer():
-                found.append(Finding("error", "config", f"{name}: {gpu:g} GPUs ({source}): Ray "
-                                     "takes a fraction ≤ 1 or a whole number of GPUs"))
-        pin = ROLE_RESOURCE[name]
-        if pin in offered:
-            demand[pin] = 1.0
-        elif pin is not None:
-            found.append(Finding("info", "placement", f"{name} is not pinned: no node type offers "
-                                 f"the custom resource '{pin}', so it goes wherever "
-                                 "CPUs/GPUs are free"))
-        if name in memory_gib:
-            demand["memory"] = memory_gib[name] * GIB
-        roles.append(Role(name, stage, int(count), demand, source))
-
-    add("pretrain_worker", "pretrain", p.num_workers, p.cpus_per_worker, 1 if p.use_gpu else 0,
-        "pretrain.num_workers, pretrain.cpus_per_worker, pretrain.use_gpu")
-    add("learner", "dpo", 1, 1, d.learner_gpus, "dpo.learner_gpus")
-    add("sim_actor", "dpo", d.n_actors, d.actor_cpus, d.actor_gpus,
-        "dpo.n_actors, dpo.actor_cpus, dpo.actor_gpus")
-    add("reward_replica", "dpo", r.replicas, r.num_cpus, r.num_gpus,
-        "reward.replicas, reward.num_cpus, reward.num_gpus")
-    autoscale = get(s, "autoscaling", False)
-    add("serve_model", "serve", get(s, "max_replicas", 1) if autoscale else s.replicas,
-        get(s, "num_cpus", 1), get(s, "num_gpus", 0),
-        "serve.max_replicas" if autoscale else "serve.replicas, serve.num_cpus, serve.num_gpus")
-    add("serve_sim", "serve", get(s, "sim_replicas", 1), get(s, "sim_num_cpus", 1),
-        get(s, "sim_num_gpus", 0), "serve.sim_replicas, serve.sim_num_cpus, serve.sim_num_gpus")
-    add("serve_ingress", "serve", get(s, "ingress_replicas", 1), 1, 0, "serve.ingress_replicas")
+                found.append(Finding("error", "config", f"{d.role}: {gpu:g} GPUs ({d.fields}): "
+                                     "Ray takes a fraction ≤ 1 or a whole number of GPUs"))
+            for k in sorted(set(demand) - {"CPU", "GPU"} - offered):
+                found.append(Finding("error", "placement", f"{d.role} asks for the custom "
+                                     f"resource '{k}' ({d.fields}) that no node type offers: it "
+                                     "would wait forever; add it to a node type's resources or "
+                                     "drop it from the config"))
+            pin = ROLE_RESOURCE.get(d.role)
+            if pin is not None and pin not in demand:
+                found.append(Finding("info", "placement", f"{d.role} is not pinned to a node type "
+                                     f"(no '{pin}' in {d.fields.split(', ')[-1]}), so it goes "
+                                     "wherever CPUs/GPUs are free"))
+            if d.role in memory_gib:
+                demand["memory"] = memory_gib[d.role] * GIB
+            roles.append(Role(d.role, stage, int(d.count), demand, d.fields))
     return roles, found
 
 

@@ -56,6 +56,7 @@ def build_setup(cfg: RunConfig, checkpoint: Optional[str]) -> DPOSetup:
     from learner.learner import LearnerCore
     from physgm.model import load_model
     from reward.service import start_reward_service
+    from runtime.ray_cluster import wait_ready, wait_serve_app
     from runtime.scenes import encode_scenes, scene_split
 
     model, model_cfg = load_model(pretrained_path(cfg, checkpoint), "cpu")
@@ -68,9 +69,12 @@ def build_setup(cfg: RunConfig, checkpoint: Optional[str]) -> DPOSetup:
         num_cpus=1, num_gpus=cfg.dpo.learner_gpus,
         resources=dict(cfg.dpo.learner_resources)).remote(
         model.physics_head.state_dict(), model_cfg, cfg.dpo, tokens, cfg.dpo.seed, use_gpu)
+    reward = start_reward_service(cfg.reward)
+    wait_ready({"the learner": learner.ready.remote()}, "the DPO learner to start")
+    wait_serve_app("reward", "the reward service")
     return DPOSetup(model=model, model_cfg=model_cfg, scene_ids=scene_ids, eval_ids=eval_ids,
                     tokens=tokens, tokens_ref=ray.put(tokens), learner=learner,
-                    reward_handle=start_reward_service(cfg.reward))
+                    reward_handle=reward)
 
 
 def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = False,
@@ -83,9 +87,10 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
     from learner.state import DPOState, checkpoint_dir, load_state
     from physgm.model import save_model
     from runtime import tracking
-    from runtime.ray_cluster import ensure_ray, log_dir
+    from runtime.ray_cluster import check_stage_fits, ensure_ray, log_dir
 
     ensure_ray(cfg, log_dir(cfg))
+    check_stage_fits(cfg, "dpo")
     t0 = time.perf_counter()
     state = load_state(cfg.run_dir) if resume else DPOState()
     setup = build_setup(cfg, checkpoint)

@@ -17,7 +17,7 @@ import numpy as np
 import ray
 import torch
 
-from learner.eval_stats import bootstrap_mean, paired_bootstrap
+from learner.eval_summary import summarize
 from physgm.config import RunConfig
 from physgm.materials import MATERIALS
 from reward.rollout import simulate_and_score
@@ -31,89 +31,49 @@ def policy_choice(head, tokens: np.ndarray) -> tuple[int, np.ndarray]:
     return int(m[0]), z[0].float().cpu().numpy()
 
 
+def particle_distance(positions: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance [m] of simulated particles to the GT particles over the video:
+    positions (F', N, 3) and reference (F, N, 3) [m]; a simulation that ended early (blew up)
+    holds its last frame, so it pays for the frames it lost."""
+    if positions is None or len(positions) == 0:
+        return float("nan")
+    f = reference.shape[0]
+    if positions.shape[0] < f:
+        positions = np.concatenate([positions, np.repeat(positions[-1:], f - positions.shape[0],
+                                                         0)])
+    return float(np.linalg.norm(positions[:f] - reference, axis=-1).mean())
+
+
 def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, scorer) -> dict:
-    """One held-out scene → {policy: {reward, mask_iou, track_error, material_ok, E_err}}."""
+    """One held-out scene → {"scene_id", "true_material", policy: {reward, mask_iou,
+    track_error, particle_dist, material, E, status, material_ok, E_err_log10, E_bias_log10
+    and, on scenes whose material it got right, E_err_log10_ok, E_bias_log10_ok}}; the physics
+    figures against the TRUE parameters (never the labels)."""
+    from physgm.sim import simulate
+
     scorer.prepare_reference(scene.scene_id, scene.reference)
     out = {"scene_id": scene.scene_id}
+    gt = None
+    if scene.true is not None:
+        out["true_material"] = scene.true.material.value
+        gt = simulate(scene.particles, scene.true, scene.sim, volumes=scene.volumes,
+                      velocities=scene.velocity).positions
     w, h = scene.reference.shape[2], scene.reference.shape[1]
     for name, head in heads.items():
         m, z = policy_choice(head, tokens)
-        cand, res = simulate_and_score(scene, scorer, m, z, w, h, cfg.render.backend)
+        cand, res = simulate_and_score(scene, scorer, m, z, w, h, cfg.render.backend,
+                                       keep_positions=gt is not None)
         row = {"reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error),
                "material": MATERIALS[m].value, "E": cand.params.E, "status": cand.status}
         if scene.true is not None:
-            row["material_ok"] = float(MATERIALS[m] == scene.true.material)
-            row["E_err_log10"] = abs(math.log10(cand.params.E) - math.log10(scene.true.E))
+            ok = MATERIALS[m] == scene.true.material
+            bias = math.log10(cand.params.E) - math.log10(scene.true.E)
+            row.update(material_ok=float(ok), E_err_log10=abs(bias), E_bias_log10=bias,
+                       E_err_log10_ok=abs(bias) if ok else float("nan"),
+                       E_bias_log10_ok=bias if ok else float("nan"),
+                       particle_dist=particle_distance(cand.positions, gt))
         out[name] = row
-    return out
-
-
-# (figure key, column label, decimals, column width) of the comparison table, in order.
-_COLUMNS = (("reward", "video reward ↑", 4, 16), ("mask_iou", "mask IoU ↑", 3, 12),
-            ("track_error", "track err ↓", 4, 13), ("material_ok", "material acc ↑", 3, 16),
-            ("E_err_log10", "log10 E err ↓", 3, 15))
-FIGURES = tuple(key for key, *_ in _COLUMNS)
-
-
-def summarize(rows: list[dict], names=("pretrained", "dpo")) -> dict:
-    """Mean figures per policy, the win rate of the second over the first, and (under
-    "delta") the paired difference second − first of each figure with its bootstrap 95 %
-    interval over scenes ({"mean", "lo", "hi"}; see ``eval_stats``)."""
-    a, b = names
-    summary = {}
-    present = [k for k in FIGURES if rows and k in rows[0][a]]
-    for name in names:
-        summary[name] = {k: float(np.mean([r[name][k] for r in rows])) for k in present}
-    wins = [1.0 if r[b]["reward"] > r[a]["reward"] + 1e-9 else
-            0.5 if abs(r[b]["reward"] - r[a]["reward"]) <= 1e-9 else 0.0 for r in rows]
-    summary["win_rate"] = float(np.mean(wins)) if wins else float("nan")
-    summary["n_scenes"] = len(rows)
-    if rows:
-        summary["delta"] = {k: paired_bootstrap([r[a][k] for r in rows], [r[b][k] for r in rows])
-                            for k in present}
-        summary["win_rate_ci"] = bootstrap_mean(wins)
-    return summary
-
-
-def format_table(summary: dict, names=("pretrained", "dpo")) -> str:
-    """The paper-style comparison table (plain text)."""
-    labels = {"pretrained": "w/o DPO", "dpo": "w/ DPO"}
-    head = f"{'':<10}" + "".join(f"{label:>{width}}" for _, label, _, width in _COLUMNS)
-    lines = [head, "-" * len(head)]
-    for n in names:
-        s = summary[n]
-        lines.append(f"{labels.get(n, n):<10}" + "".join(
-            f"{s.get(key, float('nan')):>{width}.{places}f}" for key, _, places, width in _COLUMNS))
-    ci = summary.get("win_rate_ci")
-    ci_text = f" (95% CI {ci['lo']:.0%}–{ci['hi']:.0%})" if ci else ""
-    lines.append(f"win rate of w/ DPO over w/o DPO (video closer to GT): "
-                 f"{summary['win_rate']:.1%}{ci_text} on {summary['n_scenes']} held-out scenes")
-    delta = summary.get("delta")
-    if delta:
-        lines += ["", f"{'w/ − w/o DPO, paired over scenes':<34}{'change':>10}   95% CI"]
-        for key, label, places, _ in _COLUMNS:
-            if key in delta:
-                d = delta[key]
-                lines.append(f"{label:<34}{d['mean']:>+10.{places}f}   "
-                             f"[{d['lo']:+.{places}f}, {d['hi']:+.{places}f}]")
-        lines.append("(an interval that excludes 0 is a change the draw of scenes does not explain)")
-    return "\n".join(lines)
-
-
-def mlflow_metrics(summary: dict, prefix: str = "eval") -> dict:
-    """``<prefix>/win_rate``, ``<prefix>/{video_reward,material_acc,E_mae_log10}/{pretrained,
-    dpo}`` and ``<prefix>/delta/<figure>/{mean,lo,hi}`` (paired w/ − w/o DPO and its 95 %
-    interval); ``prefix`` as in ``pretrain.evaluate.mlflow_metrics`` (eval, eval/fresh)."""
-    out = {f"{prefix}/win_rate": summary["win_rate"]}
-    for key, d in summary.get("delta", {}).items():
-        out.update({f"{prefix}/delta/{key}/{part}": d[part] for part in ("mean", "lo", "hi")})
-    for name in ("pretrained", "dpo"):
-        s = summary[name]
-        out[f"{prefix}/video_reward/{name}"] = s["reward"]
-        if "material_ok" in s:
-            out[f"{prefix}/material_acc/{name}"] = s["material_ok"]
-            out[f"{prefix}/E_mae_log10/{name}"] = s["E_err_log10"]
     return out
 
 

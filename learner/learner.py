@@ -76,6 +76,10 @@ class LearnerCore:
             self.reference.to(torch.bfloat16)
         self.step_count = 0
 
+    def ready(self) -> bool:
+        """True once constructed (the driver waits on it, reporting while it is pending)."""
+        return True
+
     def _optimize(self, total: torch.Tensor) -> None:
         self.engine.backward(total)
         self.engine.step()

@@ -27,6 +27,7 @@ from learner.artifacts import DPOLog
 from learner.dpo import DPOSetup
 from learner.state import DPOState, build_tasks, save_state
 from physgm.config import RunConfig
+from runtime.ray_cluster import wait_ready
 
 
 def _drain(queue, timeout: float) -> list:
@@ -59,9 +60,12 @@ class Orchestrator:
         self.actors = [
             SimActor.options(name=f"physgm-sim-actor-{i}-{nonce}", max_restarts=cfg.dpo.max_restarts,
                              max_task_retries=0, num_cpus=cfg.dpo.actor_cpus,
-                             num_gpus=cfg.dpo.actor_gpus, resources=dict(cfg.dpo.actor_resources))
+                             num_gpus=cfg.dpo.actor_gpus, resources=dict(cfg.dpo.actor_resources),
+                             scheduling_strategy="SPREAD")  # a lost node takes few actors
             .remote(cfg, setup.model_cfg, setup.tokens_ref, setup.reward_handle, f"actor-{i}")
             for i in range(cfg.dpo.n_actors)]
+        wait_ready({f"sim actor {i}": a.ping.remote() for i, a in enumerate(self.actors)},
+                   "the simulation actors to start")
         self.weights_ref = self._publish()
         self.want_videos = True
         self.t_start = time.perf_counter()

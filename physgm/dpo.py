@@ -47,6 +47,7 @@ class Candidate:
     sim_s: float
     render_s: float
     message: str = ""
+    positions: Optional[np.ndarray] = None  # (F+1, N, 3) [m], when asked for (evaluation)
 
 
 # ---- 1. sample -------------------------------------------------------------------------
@@ -67,11 +68,11 @@ def sample_candidates(dist, k: int, seed: int, mode: str = "independent"
 
 # ---- 2. simulate -----------------------------------------------------------------------
 def simulate_and_render(scene, material: int, z: np.ndarray, width: int, height: int,
-                        backend: str = "auto") -> Candidate:
+                        backend: str = "auto", keep_positions: bool = False) -> Candidate:
     """Simulate ``scene``'s object (a ``runtime.scenes.RolloutScene``: particles, volumes,
     velocity, gaussians, camera, sim) with one parameter set and render its video from the
     GT camera. A simulation that is not "ok" (unstable, escaped) gives ``video=None``; the
-    error never propagates."""
+    error never propagates. ``keep_positions``: also return the particle trajectory."""
     from physgm.render import render_video
     from physgm.sim import simulate
 
@@ -80,14 +81,16 @@ def simulate_and_render(scene, material: int, z: np.ndarray, width: int, height:
     result = simulate(scene.particles, params, scene.sim, volumes=scene.volumes,
                       velocities=scene.velocity)
     sim_s = time.perf_counter() - t0
+    positions = result.positions if keep_positions else None
     if result.status != "ok":
         return Candidate(int(material), z, params, None, result.status, sim_s, 0.0,
-                         result.message)
+                         result.message, positions)
     n = len(scene.gaussians)
     t1 = time.perf_counter()
     video = render_video(scene.gaussians, result.positions[:, :n], result.deformation[:, :n],
                          scene.camera, width, height, backend=backend)
-    return Candidate(int(material), z, params, video, "ok", sim_s, time.perf_counter() - t1)
+    return Candidate(int(material), z, params, video, "ok", sim_s, time.perf_counter() - t1,
+                     positions=positions)
 
 
 # ---- 3. score --------------------------------------------------------------------------

@@ -63,8 +63,12 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
     bad = [s for s in (redo or []) if s not in STAGES]
     if bad:
         fail(f"--redo takes stages among {', '.join(STAGES)}; got {', '.join(bad)}")
+    from runtime.ray_cluster import ClusterTooSmall
+
     try:
         results = run_pipeline(cfg, say=_Say(quiet=json_), redo=tuple(redo or ()))
+    except ClusterTooSmall as err:
+        fail(str(err))
     except KeyboardInterrupt:
         typer.echo("interrupted: finished stages are kept and the running one checkpointed; "
                    "the same `physgm run` command resumes", err=True)
@@ -119,8 +123,9 @@ def evaluate(
         fail(str(err))
     metrics = mlflow_metrics(result)
     if dpo is not None:
-        from learner.evaluate import format_table, run_comparison
-        from learner.evaluate import mlflow_metrics as dpo_metrics
+        from learner.eval_summary import format_table
+        from learner.eval_summary import mlflow_metrics as dpo_metrics
+        from learner.evaluate import run_comparison
         from runtime.ray_cluster import ensure_ray, log_dir
 
         if data is not None:

@@ -70,6 +70,22 @@ def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
     return run_pretrain(cfg, resume=True, parent_run_id=parent)
 
 
+def register_models(cfg: RunConfig, pretrain_run_id: str | None, dpo_run_id: str) -> dict:
+    """Log the pretrained and the DPO checkpoints as MLflow models (in their stages' runs)
+    and register both as ``physgm``: alias ``pretrained`` and ``champion`` (the DPO one)."""
+    from learner.dpo import dpo_checkpoint_path, pretrained_path
+    from serving.mlflow_model import log_physgm_model, register
+
+    out = {}
+    for alias, run_id, ckpt in (("pretrained", pretrain_run_id, pretrained_path(cfg, None)),
+                                ("champion", dpo_run_id, dpo_checkpoint_path(cfg))):
+        if run_id is None:
+            continue
+        uri = log_physgm_model(cfg, run_id, ckpt)
+        out[alias] = {"model_uri": uri, "version": register(cfg, uri, alias)}
+    return out
+
+
 def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     from learner.dpo import run_dpo
     from learner.state import has_checkpoint
@@ -79,6 +95,11 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
         say("  resuming DPO from its checkpoint")
     summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
     summary.pop("coverage", None)
+    pretrained_run = (_done(cfg, "pretrain") or {}).get("mlflow_run_id")
+    summary["registered"] = register_models(cfg, pretrained_run, summary["mlflow_run_id"])
+    say(f"  registered MLflow model physgm: champion v{summary['registered']['champion']['version']}"
+        + (f", pretrained v{summary['registered']['pretrained']['version']}"
+           if "pretrained" in summary["registered"] else ""))
     if summary.get("loss_trend"):
         from learner.eval_stats import format_loss_trend
 
@@ -100,7 +121,8 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
     runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/fresh)."""
     from learner.dpo import dpo_checkpoint_path, pretrained_path
-    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from learner.eval_summary import format_table, mlflow_metrics
+    from learner.evaluate import run_comparison
     from runtime import tracking
 
     summary, rows = run_comparison(

@@ -289,14 +289,16 @@ def _fit_ray(cfg: RunConfig, config: dict) -> dict:
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from runtime.ray_cluster import ensure_ray, log_dir
+    from runtime.ray_cluster import check_stage_fits, ensure_ray, log_dir
 
     p = cfg.pretrain
     ensure_ray(cfg, log_dir(cfg))
+    check_stage_fits(cfg, "pretrain")
     trainer = TorchTrainer(
         train_worker, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,
-                                     resources_per_worker={"CPU": p.cpus_per_worker}),
+                                     resources_per_worker={"CPU": p.cpus_per_worker,
+                                                           **p.resources_per_worker}),
         run_config=RayRunConfig(name=f"{cfg.name}-{STAGE}",
                                 storage_path=str((cfg.run_dir / "ray").resolve()),
                                 worker_runtime_env={"env_vars": _worker_env(cfg)}))

@@ -24,6 +24,9 @@ from physgm.config import RunConfig, flatten
 EXPERIMENT = "physgm"
 STAGE_TAG = "physgm.stage"
 NAME_TAG = "physgm.run_name"
+# MLflow 3's UI opens an experiment in its model-training view (runs, metrics, models) with
+# this tag; untagged, an experiment is shown as a GenAI one (traces, evaluations)
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 # MLflow's limit on a param value (longer ones are cut, the key keeps the prefix)
 _MAX_PARAM_CHARS = 6000
 
@@ -62,10 +65,13 @@ def experiment_id(cfg: RunConfig) -> str:
     c = client(cfg)
     exp = c.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
+        if exp.tags.get(KIND_TAG) != KIND:
+            c.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
         return exp.experiment_id
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     try:
-        return c.create_experiment(EXPERIMENT, artifact_location=artifact_root(cfg))
+        return c.create_experiment(EXPERIMENT, artifact_location=artifact_root(cfg),
+                                   tags={KIND_TAG: KIND})
     except Exception:  # another process created it in between
         exp = c.get_experiment_by_name(EXPERIMENT)
         if exp is None:

@@ -71,13 +71,15 @@ def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None
                                        "target_ongoing_requests": s.target_ongoing_requests}}
                if s.autoscaling else {"num_replicas": s.replicas})
     model = _versioned(ModelDeployment, _version("model", *model_args),
-                       ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus},
+                       ray_actor_options={"num_cpus": s.num_cpus, "num_gpus": s.num_gpus,
+                                          "resources": dict(s.resources)},
                        max_ongoing_requests=s.max_ongoing_requests,
                        user_config=model_user_config(cfg, source), **scaling
                        ).bind(*model_args)
     sim_args = (s.model_dump(mode="json", include=SIM_FIELDS), warmup)
     sim = _versioned(SimDeployment, _version("sim", *sim_args), num_replicas=s.sim_replicas,
-                     ray_actor_options={"num_cpus": s.sim_num_cpus, "num_gpus": s.sim_num_gpus}
+                     ray_actor_options={"num_cpus": s.sim_num_cpus, "num_gpus": s.sim_num_gpus,
+                                        "resources": dict(s.sim_resources)}
                      ).bind(*sim_args)
     limits = Limits.from_config(s)
     settings = {"limits": limits.__dict__, "cameras": CameraDefaults.from_config(s).__dict__,

@@ -168,7 +168,12 @@ def load_source(source: ModelSource, model_cfg: ModelConfig,
         digest = hashlib.sha256(model_cfg.model_dump_json().encode()).hexdigest()[:8]
         version = source.model_version or f"random-init-seed{source.seed}-{digest}"
         return model.to(device).eval(), model_cfg, version
-    path = Path(source.location) if source.kind == "checkpoint" else _download(source.location)
+    if source.kind == "checkpoint":
+        path = Path(source.location)
+    else:  # a checkpoint directory, or an MLflow model holding one (models:/physgm@champion)
+        from serving.mlflow_model import checkpoint_dir
+
+        path = checkpoint_dir(_download(source.location))
     model, cfg = load_model(path, device=device)
     if source.model_version:
         return model, cfg, source.model_version

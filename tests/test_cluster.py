@@ -62,7 +62,9 @@ def test_check_passes_with_rays_validator():
     assert plans["dpo"]["nodes"]["gpu_sim"] == math.ceil(cfg.dpo.n_actors * cfg.dpo.actor_gpus)
     assert sum(plans["pretrain"]["placed"]["pretrain_worker"].values()) == cfg.pretrain.num_workers
     assert plans["pretrain"]["gpus"] == cfg.pretrain.num_workers
-    assert set(plans["serve"]["placed"]) == {"serve_model", "serve_sim", "serve_ingress"}
+    assert plans["serve"]["placed"] == {"serve_model": {"gpu_reward": cfg.serve.replicas},
+                                        "serve_sim": {"gpu_reward": cfg.serve.sim_replicas}}
+    assert set(plans["pretrain"]["placed"]["pretrain_worker"]) == {"gpu_learner"}
 
 
 def test_root_copy_is_identical_and_valid():
@@ -281,6 +283,10 @@ def test_unknown_instance_types_and_unpinned_roles(tmp_path):
         for nt in d["available_node_types"].values():
             nt["resources"] = {k: v for k, v in nt["resources"].items() if k in ("CPU", "GPU")}
     report = check_cluster(write_variant(tmp_path, no_custom), load_config(PAPER))
-    assert report.ok()
+    assert not report.ok()  # the paper config pins roles to resources no node offers now
+    never = {f.message.split()[0] for f in report.errors if "would wait forever" in f.message}
+    assert {"sim_actor", "learner", "reward_replica", "pretrain_worker"} <= never
+    assert any("dpo.actor_resources" in f.message for f in report.errors)
+    report = check_cluster(CLUSTER, load_config(None))  # defaults: no role pinned
     unpinned = {f.message.split()[0] for f in report.findings if "is not pinned" in f.message}
     assert {"sim_actor", "learner", "reward_replica"} <= unpinned

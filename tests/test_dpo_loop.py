@@ -5,39 +5,15 @@ import json
 import numpy as np
 import pytest
 import ray
-import torch
 
-from physgm.config import load_config
-
-N_SCENES = 6
-
-
-def small_cfg(tmp, **over):
-    sets = [f"out_dir={tmp}/runs", f"data.path={tmp}/data.zarr", "data.image_size=32",
-            "data.video_frames=6", "data.max_particles=600", "data.n_views=2",
-            "data.val_fraction=0.0", "data.test_fraction=0.3", "render.width=32",
-            "render.height=32", "sim.grid_res=24", "dpo.k=3", "dpo.n_actors=2",
-            "dpo.batch_pairs=2", "dpo.checkpoint_every=1", "dpo.epochs=2",
-            "dpo.log_videos_every=2", "model.image_size=32"]
-    return load_config(None, sets + [f"{k}={v}" for k, v in over.items()])
+from dpo_fixtures import N_SCENES, make_world, small_cfg
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tiny synthetic dataset and a randomly initialised 'pretrained' checkpoint."""
-    from physgm.data.store import assign_splits, list_scenes, open_store, set_splits, write_scene
-    from physgm.data.synth import generate_scene
-    from physgm.model import PhysGM, save_model
-
     tmp = tmp_path_factory.mktemp("dpo")
-    cfg = small_cfg(tmp)
-    root = open_store(cfg.data.path, "w")
-    for i in range(N_SCENES):
-        res = generate_scene(i, cfg)
-        write_scene(root, res.scene.scene_id, res.scene)
-    set_splits(root, assign_splits(list_scenes(root), 0.0, 0.3))
-    torch.manual_seed(0)
-    save_model(cfg.run_dir / "checkpoints" / "final", PhysGM(cfg.model), cfg)
+    make_world(tmp)
     yield tmp
     if ray.is_initialized():
         ray.shutdown()
@@ -67,7 +43,8 @@ def test_dpo_end_to_end_counts_every_task_once(workdir):
     model, _ = load_model(s["checkpoint"])  # the DPO model is a loadable checkpoint
     assert model.physics_head is not None
 
-    from learner.evaluate import format_table, mlflow_metrics, run_comparison
+    from learner.eval_summary import format_table, mlflow_metrics
+    from learner.evaluate import run_comparison
 
     summary, rows = run_comparison(cfg, str(cfg.run_dir / "checkpoints" / "final"),
                                    s["checkpoint"], n_scenes=2)

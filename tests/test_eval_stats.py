@@ -1,10 +1,10 @@
 """Paired bootstrap intervals of the w/o- vs w/-DPO evaluation (learner/eval_stats.py) and
-how the comparison table reports them (learner/evaluate.py)."""
+how the comparison reports them overall, per material, with ties (learner/eval_summary.py)."""
 import numpy as np
 import pytest
 
 from learner.eval_stats import bootstrap_mean, format_loss_trend, loss_trend, paired_bootstrap
-from learner.evaluate import format_table, mlflow_metrics, summarize
+from learner.eval_summary import format_table, mlflow_metrics, summarize
 
 
 def test_interval_brackets_the_mean_and_is_reproducible():
@@ -56,6 +56,36 @@ def test_summary_table_and_metrics_carry_the_intervals():
     m = mlflow_metrics(s)
     assert m["eval/delta/E_err_log10/hi"] == pytest.approx(-0.05)
     assert m["eval/E_mae_log10/dpo"] == pytest.approx(s["dpo"]["E_err_log10"])
+
+
+def test_per_material_bias_shrink_ties_and_material_right_errors():
+    rows = []
+    for i in range(20):
+        mat = "jelly" if i % 2 else "sand"
+        pre_bias = 0.6 if mat == "jelly" else -0.4            # the annotator's signed offsets
+        post_bias = 0.2 if mat == "jelly" else -0.4           # DPO fixed jelly, not sand
+        ok_pre, ok_post = i % 5 != 0, i % 5 != 0
+        def pol(bias, ok, reward):
+            return {"reward": reward, "material_ok": float(ok), "E_bias_log10": bias,
+                    "E_err_log10": abs(bias), "E_bias_log10_ok": bias if ok else np.nan,
+                    "E_err_log10_ok": abs(bias) if ok else np.nan, "particle_dist": 0.02}
+        gain = 0.01 if mat == "jelly" else 0.0                # sand: identical videos (ties)
+        rows.append({"scene_id": f"s{i}", "true_material": mat,
+                     "pretrained": pol(pre_bias, ok_pre, -0.3),
+                     "dpo": pol(post_bias, ok_post, -0.3 + gain)})
+    s = summarize(rows)
+    assert (s["wins"], s["ties"], s["losses"]) == (10, 10, 0)
+    assert s["win_rate"] == pytest.approx(0.75) and s["win_rate_decided"] == 1.0
+    jelly, sand = s["per_material"]["jelly"], s["per_material"]["sand"]
+    assert jelly["bias_shrink"] == pytest.approx(1 - 0.2 / 0.6) and sand["bias_shrink"] == 0.0
+    assert jelly["pretrained"]["E_err_log10_ok"] == pytest.approx(0.6)
+    assert s["delta"]["E_err_log10_ok"]["mean"] == pytest.approx(-0.2, abs=1e-9)
+    table = format_table(s)
+    assert "per true material" in table and "10 ties" in table and "67%" in table
+    m = mlflow_metrics(s)
+    assert m["eval/material/jelly/bias_shrink"] == pytest.approx(2 / 3)
+    assert m["eval/material/sand/E_bias_log10_ok/dpo"] == pytest.approx(-0.4)
+    assert m["eval/ties"] == 10 and "eval/particle_dist/dpo" in m
 
 
 def test_loss_trend_finds_a_fall_only_beyond_the_noise():

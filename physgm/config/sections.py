@@ -219,6 +219,9 @@ class PretrainConfig(_Section):
     log_every: int = Field(10, ge=1, description="steps between metric logs")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept besides 'final'")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves per train worker")
+    resources_per_worker: dict[str, float] = Field(default_factory=dict, description="Ray "
+                                                   "custom resources per train worker, e.g. "
+                                                   "{learner: 1}: pins them to a node type")
     loader_workers: int = Field(0, ge=0, description="DataLoader processes per train worker")
     input_targets: int = Field(1, ge=0, description="input views also rendered for the image "
                                "losses (they pin opacity/colour; novel views teach depth)")

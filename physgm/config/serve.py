@@ -53,6 +53,10 @@ class ServeConfig(_Section):
     sim_replicas: int = Field(1, ge=1, description="simulation + rendering replicas")
     sim_num_cpus: float = Field(1.0, ge=0)
     sim_num_gpus: float = Field(0.0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                        "resources per model replica, e.g. {serve: 1}")
+    sim_resources: dict[str, float] = Field(default_factory=dict, description="Ray custom "
+                                            "resources per simulation replica")
     request_timeout_s: float = Field(120.0, gt=0, description="model/simulation call limit [s]")
     max_request_mb: float = Field(20.0, gt=0)
     min_image_px: int = Field(32, ge=1, description="smallest image side [px]")

@@ -9,6 +9,32 @@ import warp as _wp
 _wp.config.quiet = True  # no banner or module-load lines on stdout: `--json` output stays clean
 _wp.config.log_level = max(_wp.config.log_level, _wp.LOG_WARNING)
 
+
+def _init_warp() -> None:
+    """Initialise warp now. On a machine without an NVIDIA driver its native code prints
+    "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver" on the stderr of every
+    process (each data-synthesis worker, each actor): without a driver that line says
+    nothing, so stderr is closed for the call; with a driver warp speaks as usual."""
+    import ctypes.util
+    import os
+    import sys
+
+    if ctypes.util.find_library("cuda") is not None:
+        _wp.init()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            _wp.init()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_init_warp()
+
 from physgm.config import MPMConfig  # noqa: E402
 from physgm.sim.shapes import SHAPES, sample_shape  # noqa: E402
 from physgm.sim.solver import SimResult, simulate  # noqa: E402

@@ -1,0 +1,131 @@
+"""Several Ray nodes on one machine, as on the cluster: each node carries the custom
+resources of one node type of cluster/ray_cluster.yaml (learner, two sim-actor nodes,
+reward), and every role lands on its node type. A sim node is removed mid-DPO and a reward
+replica killed: the run finishes with exact task accounting."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+from dpo_fixtures import make_world, small_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+PINS = {"pretrain.resources_per_worker": "{learner: 1}", "dpo.learner_resources": "{learner: 1}",
+        "dpo.actor_resources": "{sim_actor: 1}", "reward.resources": "{reward: 1}",
+        "serve.resources": "{serve: 1}", "serve.sim_resources": "{serve: 1}"}
+
+
+def node_type_resources() -> dict[str, dict]:
+    """Custom resources (no CPU/GPU) of each worker node type of the cluster file."""
+    types = yaml.safe_load((ROOT / "cluster" / "ray_cluster.yaml").read_text())
+    return {name: {k: float(v) for k, v in t["resources"].items() if k not in ("CPU", "GPU")}
+            for name, t in types["available_node_types"].items() if name != "head"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster
+
+    tmp = tmp_path_factory.mktemp("multinode")
+    make_world(tmp, val_fraction=0.2)
+    types = node_type_resources()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    nodes = {"gpu_learner": c.add_node(num_cpus=2, resources=types["gpu_learner"]),
+             "gpu_sim_a": c.add_node(num_cpus=2, resources=types["gpu_sim"]),
+             "gpu_sim_b": c.add_node(num_cpus=2, resources=types["gpu_sim"]),
+             "gpu_reward": c.add_node(num_cpus=2, resources=types["gpu_reward"])}
+    ray.init(address=c.address)
+    yield c, nodes, tmp
+    ray.shutdown()
+    c.shutdown()
+
+
+def node_type_of(nodes: dict, node_id: str) -> str:
+    return next(name for name, n in nodes.items() if n.node_id == node_id)
+
+
+def actors_of(class_name: str) -> list:
+    from ray.util.state import list_actors
+
+    return [a for a in list_actors(filters=[("class_name", "=", class_name)], limit=1000)]
+
+
+def test_pretraining_workers_land_on_learner_nodes(cluster):
+    from pretrain.train import run_pretrain
+
+    c, nodes, tmp = cluster
+    cfg = small_cfg(tmp, name="mn-pretrain", **PINS, **{
+        "pretrain.steps": 2, "pretrain.num_workers": 2, "pretrain.batch_size": 1,
+        "pretrain.log_every": 1, "pretrain.val_every": 2, "pretrain.checkpoint_every": 2,
+        "model.dim": 32, "model.heads": 2, "model.depth": 1, "model.backbone_depth": 1})
+    out = run_pretrain(cfg, progress=False)
+    assert out["status"] == "ok" and out["step"] == 2
+    workers = actors_of("RayTrainWorker")
+    assert len(workers) >= 2
+    assert {node_type_of(nodes, w.node_id) for w in workers} == {"gpu_learner"}
+
+
+def test_dpo_survives_a_lost_sim_node_and_a_killed_reward_replica(cluster):
+    from learner.dpo import run_dpo
+    from runtime.scenes import scene_split
+
+    c, nodes, tmp = cluster
+    cfg = small_cfg(tmp, name="mn-dpo", **PINS, **{"dpo.epochs": 3})
+    events = {}
+
+    def chaos(orch) -> None:
+        from ray.util.state import get_actor
+
+        if "removed" not in events and orch.state.step >= 1:
+            sims = [get_actor(a._actor_id.hex()).node_id for a in orch.actors]
+            assert {node_type_of(nodes, n) for n in sims} == {"gpu_sim_a", "gpu_sim_b"}  # SPREAD
+            victim = node_type_of(nodes, sims[0])
+            events["removed"] = victim
+            c.remove_node(nodes[victim], allow_graceful=False)
+        elif "killed" not in events and orch.state.step >= 3:
+            replica = [a for a in actors_of("ServeReplica:reward:RewardService")
+                       if a.state == "ALIVE"][0]
+            events["killed"] = replica.actor_id
+            ray.kill(ray.get_actor(replica.name, namespace=replica.ray_namespace),
+                     no_restart=True)
+
+    s = run_dpo(cfg, str(tmp / "runs/quickstart/checkpoints/final"), show=False, on_step=chaos)
+    assert set(events) == {"removed", "killed"}
+    n_train = len(scene_split(cfg, "train"))
+    assert s["tasks_done"] == 3 * n_train and set(s["coverage"].values()) == {3}  # exact
+    assert s["pairs_learned"] + s["stale_dropped"] == s["pairs_received"]  # none lost
+    assert s["actor_failures"] >= 1
+    sims = actors_of("SimActor")
+    survivor = {"gpu_sim_a": "gpu_sim_b", "gpu_sim_b": "gpu_sim_a"}[events["removed"]]
+    restarted = [a for a in sims if a.state == "ALIVE" or a.num_restarts]
+    assert any(node_type_of(nodes, a.node_id) == survivor for a in restarted)
+    learners = [a for a in actors_of("LearnerCore")]
+    assert learners and {node_type_of(nodes, a.node_id) for a in learners} == {"gpu_learner"}
+    replicas = actors_of("ServeReplica:reward:RewardService")
+    assert len({a.actor_id for a in replicas}) >= 2  # the killed one came back as a new one
+    assert {node_type_of(nodes, a.node_id) for a in replicas} <= {"gpu_learner", "gpu_reward"}
+
+
+def test_serve_replicas_land_on_serve_nodes(cluster):
+    import requests
+    from ray import serve
+
+    from runtime.distributed import free_port
+    from serving.deploy import start
+    from serving.model_source import ModelSource
+
+    c, nodes, tmp = cluster
+    cfg = small_cfg(tmp, name="mn-serve", **PINS)
+    port = free_port()
+    start(cfg, ModelSource("random"), host="127.0.0.1", port=port, warmup=False)
+    try:
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
+        replicas = (actors_of("ServeReplica:physgm:PhysGMModel")
+                    + actors_of("ServeReplica:physgm:PhysGMSim"))
+        placed = {node_type_of(nodes, a.node_id) for a in replicas if a.state == "ALIVE"}
+        assert placed == {"gpu_reward"}
+    finally:
+        serve.shutdown()
