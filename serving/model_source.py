@@ -91,6 +91,23 @@ def resolve_source(cfg: ServeConfig, out_dir: str | Path = "runs") -> ModelSourc
 
 
 MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
+_REGISTERED = re.compile(r"^models:/([^/@]+)@[^/]+$")
+REGISTRY_ALIASES = {"pretrained": "pretrained", "dpo": "champion"}   # model id → alias
+
+
+def _registry_pair(name: str) -> dict[str, ModelSource]:
+    """{pretrained, dpo} → ``models:/<name>@pretrained`` and ``…@champion`` when both aliases
+    exist; {} when they do not or the registry cannot be asked."""
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        for alias in REGISTRY_ALIASES.values():
+            client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - no registry, no such model or alias: no pair
+        return {}
+    return {mid: ModelSource("mlflow", f"models:/{name}@{alias}")
+            for mid, alias in REGISTRY_ALIASES.items()}
 
 
 def parse_source(text: str, model_version: Optional[str] = None) -> ModelSource:
@@ -116,8 +133,10 @@ def resolve_models(cfg: ServeConfig, default: ModelSource) -> dict[str, ModelSou
     see ``parse_source``}) when given; otherwise, for a checkpoint ``<run>/checkpoints/<x>``,
     the run's ``pretrained`` (``checkpoints/final``) and ``dpo`` (``checkpoints/dpo``) when
     both exist; for a random initialisation two stand-ins, ``pretrained`` (its seed) and
-    ``dpo`` (seed + 1), so the w/o-vs-w/ DPO comparison can be exercised without training.
-    Anything else (an MLflow URI, a lone checkpoint): none."""
+    ``dpo`` (seed + 1), so the w/o-vs-w/ DPO comparison can be exercised without training;
+    for a registered model ``models:/<name>@<alias>``, its aliases ``pretrained`` and
+    ``champion`` (the DPO model) when the registry (MLFLOW_TRACKING_URI) has both.
+    Anything else (a run's artifact URI, a lone checkpoint): none."""
     if cfg.models:
         bad = [k for k in cfg.models if not MODEL_ID.match(k)]
         if bad:
@@ -126,6 +145,9 @@ def resolve_models(cfg: ServeConfig, default: ModelSource) -> dict[str, ModelSou
         return {k: parse_source(v) for k, v in cfg.models.items()}
     if default.kind == "random":
         return {"pretrained": default, "dpo": ModelSource("random", None, default.seed + 1)}
+    registered = _REGISTERED.match(default.location or "") if default.kind == "mlflow" else None
+    if registered:
+        return _registry_pair(registered.group(1))
     if default.kind == "checkpoint":
         path = Path(default.location)
         ckpts = path.parent if path.is_dir() else path.parent.parent

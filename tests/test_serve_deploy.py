@@ -39,7 +39,7 @@ def test_resources_batching_and_autoscaling_come_from_the_config():
     ingress, model, sim = parts(build_app(cfg, ModelSource("random", seed=3)))
     assert (ingress.name, model.name, sim.name) == ("PhysGMIngress", "PhysGMModel", "PhysGMSim")
     assert model.num_replicas == 3 and sim.num_replicas == 2
-    assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.25}
+    assert model.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.25, "resources": {}}
     assert sim.ray_actor_options["num_gpus"] == 0.5
     assert ingress.ray_actor_options["num_cpus"] == 0
     random = {"kind": "random", "location": None, "model_version": None}
@@ -263,3 +263,26 @@ def test_serve_deploy_to_a_running_head(tmp_path):
         except ProcessLookupError:
             pass
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_registered_models_give_the_pair_by_alias(tmp_path, monkeypatch):
+    """Serving models:/physgm@champion puts models:/physgm@pretrained beside it as
+    'pretrained' and the champion as 'dpo', when the registry holds both aliases."""
+    from mlflow import MlflowClient
+
+    from physgm.config import ServeConfig
+    from serving.model_source import resolve_models
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    champion = ModelSource("mlflow", "models:/physgm@champion")
+    client = MlflowClient()
+    client.create_registered_model("physgm")
+    versions = [client.create_model_version("physgm", source=str(tmp_path / alias)).version
+                for alias in ("pretrained", "champion")]
+    client.set_registered_model_alias("physgm", "champion", versions[1])
+    assert resolve_models(ServeConfig(), champion) == {}            # no 'pretrained' alias yet
+    client.set_registered_model_alias("physgm", "pretrained", versions[0])
+    got = resolve_models(ServeConfig(), champion)
+    assert {k: v.location for k, v in got.items()} == {
+        "pretrained": "models:/physgm@pretrained", "dpo": "models:/physgm@champion"}
+    assert resolve_models(ServeConfig(), ModelSource("mlflow", "runs:/abc/checkpoint")) == {}
