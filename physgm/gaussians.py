@@ -22,6 +22,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from physgm.filling import enclosed, opacity_field, raycast_inside
+
 SH_C0 = 0.28209479177387814  # zeroth-order SH basis constant: f_dc = (rgb − 0.5) / C0
 _OPACITY_EPS = 1e-6          # opacities are clamped to [eps, 1 − eps] before the PLY logit
 _MIN_SCALE = 1e-9            # [m] floor for log(scale) and for re-factored eigenvalues
@@ -206,126 +208,40 @@ class Gaussians:
     def save_ply(self, path: Union[str, Path]) -> Path:
         """Write the standard 3DGS PLY (binary little-endian, float32 fields ``PLY_FIELDS``):
         log scales, logit opacity (opacity clamped to [1e-6, 1 − 1e-6]), SH DC colour, zero
-        normals, quaternions as stored."""
-        from plyfile import PlyData, PlyElement
+        normals, quaternions as stored (``physgm.ply.write_ply``)."""
+        from physgm.ply import write_ply
 
-        g = self.factorized().detach().to("cpu", torch.float64)
-        if bool((g.scales <= 0).any()):
-            raise ValueError("save_ply: scales must be > 0 m (they are stored as log scales)")
-        op = g.opacities.clamp(_OPACITY_EPS, 1 - _OPACITY_EPS)
-        cols = {
-            "x": g.means[:, 0], "y": g.means[:, 1], "z": g.means[:, 2],
-            "nx": torch.zeros(len(g)), "ny": torch.zeros(len(g)), "nz": torch.zeros(len(g)),
-            "opacity": torch.log(op) - torch.log1p(-op),
-        }
-        for i in range(3):
-            cols[f"f_dc_{i}"] = (g.colors[:, i] - 0.5) / SH_C0
-            cols[f"scale_{i}"] = torch.log(g.scales[:, i])
-        for i in range(4):
-            cols[f"rot_{i}"] = g.quats[:, i]
-        arr = np.empty(len(g), dtype=[(f, "f4") for f in PLY_FIELDS])
-        for f in PLY_FIELDS:
-            arr[f] = cols[f].numpy().astype(np.float32)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        PlyData([PlyElement.describe(arr, "vertex")], byte_order="<").write(str(path))
-        return path
+        return write_ply(self, path)
 
     @classmethod
-    def load_ply(cls, path: Union[str, Path]) -> "Gaussians":
-        """Read a 3DGS PLY (as written by ``save_ply`` or by 3DGS trainers). Higher-order SH
-        (``f_rest_*``) are ignored: the colour is the DC term, clamped to [0, 1]."""
-        from plyfile import PlyData
+    def load_ply(cls, path: Union[str, Path, bytes],
+                 max_gaussians: Optional[int] = None) -> "Gaussians":
+        """Read a 3DGS PLY in the original layout (a path, or the file's bytes), SH degree
+        0–3: colours = clip(0.5 + C0·f_dc, 0, 1), opacities = sigmoid, scales = exp; SH
+        beyond DC (``f_rest_*``) and extra properties are dropped (see ``physgm.ply``, whose
+        ``read_ply`` also returns the file's layout). Raises FileNotFoundError, or
+        ``physgm.ply.PlyError`` (a ValueError) naming missing properties or what is wrong."""
+        from physgm.ply import read_ply
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no PLY file at {path}")
-        ply = PlyData.read(str(path))
-        if "vertex" not in ply:
-            raise ValueError(f"{path} has no 'vertex' element; is it a Gaussian-splat PLY?")
-        v = ply["vertex"].data
-        missing = [f for f in PLY_FIELDS if f not in ("nx", "ny", "nz") and f not in v.dtype.names]
-        if missing:
-            raise ValueError(f"{path} lacks the 3DGS fields {missing}; expected {PLY_FIELDS}")
-
-        def col(*names: str) -> torch.Tensor:
-            return torch.from_numpy(np.stack([np.asarray(v[n], dtype=np.float64) for n in names],
-                                             axis=-1))
-
-        means = col("x", "y", "z")
-        scales = torch.exp(col("scale_0", "scale_1", "scale_2"))
-        quats = col("rot_0", "rot_1", "rot_2", "rot_3")
-        opac = torch.sigmoid(col("opacity")[:, 0])
-        colors = (col("f_dc_0", "f_dc_1", "f_dc_2") * SH_C0 + 0.5).clamp(0.0, 1.0)
-        return cls(means, scales, quats, opac, colors).to(dtype=torch.float32)
+        return read_ply(path, max_gaussians)[0]
 
 
 # ---------------------------------------------------------------------- particles for MPM
-def _accumulated_opacity(g: "Gaussians", origin: torch.Tensor, h: float, dims: tuple,
-                         max_radius_cells: int) -> torch.Tensor:
-    """Accumulated opacity α(x) = 1 − Π_i (1 − min(0.99, o_i·exp(−½ dᵢᵀ Σᵢ⁻¹ dᵢ))) at the
-    cell centres of a (X, Y, Z) grid, each Gaussian truncated at 3σ (at most
-    ``max_radius_cells`` cells). Float64 CPU inputs."""
-    log_t = torch.zeros(int(np.prod(dims)), dtype=torch.float64)
-    cov = g.covariances()
-    prec = torch.linalg.inv(cov + 1e-12 * torch.eye(3, dtype=cov.dtype))
-    sigma = torch.linalg.eigvalsh(cov).clamp_min(0).amax(-1).sqrt()
-    radius = (3.0 * sigma / h).ceil().clamp(0, max_radius_cells).long()
-    home = ((g.means - origin) / h).floor().long()
-    dims_t = torch.tensor(dims)
-    strides = torch.tensor([dims[1] * dims[2], dims[2], 1])
-    for r in radius.unique().tolist():
-        ids = torch.nonzero(radius == r).squeeze(1)
-        ax = torch.arange(-r, r + 1)
-        offsets = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
-        chunk = max(1, (1 << 22) // offsets.shape[0])
-        for s in range(0, ids.numel(), chunk):
-            sel = ids[s:s + chunk]
-            cells = home[sel, None, :] + offsets[None]                     # (n, K, 3)
-            d = origin + (cells + 0.5) * h - g.means[sel, None, :]
-            power = torch.einsum("nki,nij,nkj->nk", d, prec[sel], d)
-            a = (g.opacities[sel, None] * torch.exp(-0.5 * power)).clamp(max=0.99)
-            ok = ((cells >= 0) & (cells < dims_t)).all(-1) & (power <= 9.0)
-            flat = (cells * strides).sum(-1)
-            log_t.index_add_(0, flat[ok], torch.log1p(-a[ok]))
-    return (1.0 - torch.exp(log_t)).reshape(dims)
-
-
-def _outside(free: np.ndarray) -> np.ndarray:
-    """Cells of the boolean grid ``free`` reachable from the grid's border through free cells
-    (6-connected flood fill)."""
-    out = np.zeros_like(free)
-    for axis in range(3):
-        for end in (0, -1):
-            sl = [slice(None)] * 3
-            sl[axis] = end
-            out[tuple(sl)] = free[tuple(sl)]
-    while True:
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        grown[:, :, 1:] |= out[:, :, :-1]
-        grown[:, :, :-1] |= out[:, :, 1:]
-        grown &= free
-        if np.array_equal(grown, out):
-            return out
-        out = grown
-
-
 def fill_particles(gaussians: Gaussians, grid_res: int = 64, spacing: Optional[float] = None,
                    opacity_threshold: float = 0.35, particles_per_axis: int = 2,
                    generator: Optional[torch.Generator] = None,
-                   max_cells: int = 256 ** 3) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_cells: int = 256 ** 3, interior: str = "enclosed",
+                   open_side: Optional[str] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """MPM particles for an object made of Gaussians (PhysGaussian's internal filling).
 
     1. Voxelise the bounding box of the means with cells of edge ``spacing`` [m] (default:
        longest box edge / ``grid_res``), padded by two cells.
-    2. Shell = cells whose accumulated opacity (see ``_accumulated_opacity``) exceeds
+    2. Shell = cells whose accumulated opacity (``physgm.filling.opacity_field``) exceeds
        ``opacity_threshold``, plus cells holding the centre of a Gaussian that opaque.
-    3. Interior = non-shell cells that a 6-connected flood fill from the grid border cannot
-       reach (the space enclosed by the shell; an open shell encloses nothing).
+    3. Interior (``physgm.filling``): ``interior="enclosed"``: non-shell cells a flood fill
+       from the grid border cannot reach (an open shell encloses nothing; the model's
+       predicted surfaces); ``"raycast"``: PhysGaussian's ray test, tolerant of small holes
+       and, with ``open_side`` (e.g. "-y"), of an unseen underside (captured scenes).
     4. Particles: the N Gaussian centres first (rows 0..N−1, in order, so Gaussian i follows
        particle i), then ``particles_per_axis``³ sub-cell centres in every interior cell and
        every shell cell that holds no Gaussian centre (so the body has no gap between its
@@ -360,15 +276,18 @@ def fill_particles(gaussians: Gaussians, grid_res: int = 64, spacing: Optional[f
         raise ValueError(f"fill grid {dims} has more than {max_cells} cells; raise spacing or "
                          "lower grid_res")
 
-    alpha = _accumulated_opacity(g, origin, h, dims, max_radius_cells=8)
+    if interior not in ("enclosed", "raycast"):
+        raise ValueError(f"interior must be 'enclosed' or 'raycast', got {interior!r}")
+    alpha = opacity_field(g.means, g.covariances(), g.opacities, origin, h, dims,
+                          max_radius_cells=8)
     shell = (alpha > opacity_threshold).numpy()
     home = ((g.means - origin) / h).floor().long().numpy()
     opaque = home[(g.opacities > opacity_threshold).numpy()]
     shell[opaque[:, 0], opaque[:, 1], opaque[:, 2]] = True
     has_centre = np.zeros_like(shell)
     has_centre[home[:, 0], home[:, 1], home[:, 2]] = True
-    interior = ~shell & ~_outside(~shell)
-    fill = interior | (shell & ~has_centre)
+    inside = enclosed(shell) if interior == "enclosed" else raycast_inside(shell, open_side)
+    fill = inside | (shell & ~has_centre)
 
     cells = torch.from_numpy(np.argwhere(fill)).double()                  # (C, 3)
     k = particles_per_axis

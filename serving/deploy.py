@@ -2,6 +2,8 @@
 
     handle = start(cfg, source)              # Serve's HTTP proxy on serve.host:serve.port
     hot_swap(cfg, new_source)                # new weights on every model replica, in place
+    serve run serving/serve_config.yaml      # the same application from a Serve config file
+                                             # (import_path serving.deploy:app_builder)
 
 Each deployment gets a version derived from its constructor arguments, so redeploying the
 same application with a new model ``user_config`` (``hot_swap``) reconfigures the running
@@ -15,6 +17,8 @@ import json
 import time
 from typing import Optional
 
+import ray
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 import physgm
@@ -22,7 +26,7 @@ from physgm.config import RunConfig
 from serving.app import PhysGMIngress
 from serving.inputs import CameraDefaults, Limits
 from serving.model_deployment import ModelDeployment
-from serving.model_source import ModelSource
+from serving.model_source import ModelSource, resolve_models
 from serving.security import check_bind, key_digest, resolve_api_key
 from serving.sim_deployment import SimDeployment
 
@@ -30,7 +34,7 @@ APP_NAME = "physgm"
 # the ServeConfig fields the simulation replicas use: changing any other one (batching,
 # limits...) leaves them running
 SIM_FIELDS = {"sim", "max_particles", "fill_interior", "min_opacity", "object_size",
-              "drop_height", "video_size", "video_fps"}
+              "drop_height", "video_size", "video_fps", "request_timeout_s"}
 
 
 def _version(name: str, *args) -> str:
@@ -46,10 +50,15 @@ def _versioned(deployment, version: str, **options):
     return deployment.options(version=version, _internal=True, **options)
 
 
-def model_user_config(cfg: RunConfig, source: ModelSource) -> dict:
+def model_user_config(cfg: RunConfig, source: ModelSource,
+                      models: Optional[dict[str, ModelSource]] = None) -> dict:
+    """The model deployment's user_config: the default source, batching, and the
+    multiplexed models (``resolve_models`` when ``models`` is None)."""
     s = cfg.serve
+    models = resolve_models(s, source) if models is None else models
     return {**source.to_user_config(), "max_batch_size": s.max_batch_size,
-            "batch_wait_timeout_s": s.batch_wait_timeout_s}
+            "batch_wait_timeout_s": s.batch_wait_timeout_s,
+            "models": {k: v.to_user_config() for k, v in models.items()}}
 
 
 def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None,
@@ -74,7 +83,8 @@ def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None
                      ).bind(*sim_args)
     limits = Limits.from_config(s)
     settings = {"limits": limits.__dict__, "cameras": CameraDefaults.from_config(s).__dict__,
-                "timeout_s": s.request_timeout_s, "api_key_digest": key_digest(api_key)}
+                "timeout_s": s.request_timeout_s, "api_key_digest": key_digest(api_key),
+                "ply": {"max_gaussians": s.max_ply_gaussians, "keep": s.max_particles}}
     return _versioned(PhysGMIngress, _version("ingress", settings),
                       num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0}
                       ).bind(model, sim, settings)
@@ -115,3 +125,59 @@ def hot_swap(cfg: RunConfig, source: ModelSource, warmup: bool = True):
             raise RuntimeError(f"the model replicas kept serving {info['model_version']} "
                                f"({info['source']}): {info['last_error'] or 'timed out'}")
         time.sleep(0.2)
+
+
+class ServeAppArgs(BaseModel):
+    """The ``args`` of serving/serve_config.yaml: what ``physgm serve`` takes. ``config``: a
+    YAML config (paths relative to the working directory of the Serve controller's build
+    task: the cluster's, for ``serve deploy``); ``set``: ``a.b=c`` overrides; then the
+    model: ``checkpoint`` (path) | ``model_uri`` (MLflow) | ``random_init``, else the newest
+    ``runs/*/checkpoints/{final,dpo}``; ``models``: {id: source} served beside it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: Optional[str] = None
+    set: list[str] = Field(default_factory=list)
+    checkpoint: Optional[str] = None
+    model_uri: Optional[str] = None
+    random_init: bool = False
+    models: Optional[dict[str, str]] = None
+    model_version: Optional[str] = None
+
+
+def _proxy_host() -> Optional[str]:
+    """The host Serve's HTTP proxies bind (the config file's http_options), if readable."""
+    if not ray.is_initialized():             # `serve build`, tests: nothing to ask
+        return None
+    try:
+        from ray.serve.context import _get_global_client
+
+        controller = _get_global_client()._controller
+        return ray.get(controller.get_http_config.remote(), timeout=10).host
+    except Exception:  # noqa: BLE001 - not in a Serve cluster (tests, `serve build`)
+        return None
+
+
+def app_builder(args: dict):
+    """``import_path: serving.deploy:app_builder`` (``serve run`` / ``serve deploy``
+    serving/serve_config.yaml): the application ``physgm serve`` deploys, built from
+    ``ServeAppArgs``. The config file's ``deployments`` entries then override the replicas
+    and resources derived from ``serve.*``. Refuses a non-loopback ``http_options.host``
+    without an API key (``serve.api_key`` or env PHYSGM_API_KEY, e.g. in the runtime_env)."""
+    from physgm.config import load_config
+    from serving.model_source import resolve_source
+
+    a = ServeAppArgs.model_validate(args or {})
+    cfg = load_config(a.config, a.set)
+    updates = {k: v for k, v in {"checkpoint": a.checkpoint, "model_uri": a.model_uri,
+                                 "models": a.models, "model_version": a.model_version}.items()
+               if v is not None}
+    if a.random_init:
+        updates.update(random_init=True, checkpoint=None, model_uri=None)
+    cfg.serve = cfg.serve.model_validate({**cfg.serve.model_dump(), **updates})
+    source = resolve_source(cfg.serve, cfg.out_dir)
+    api_key = resolve_api_key(cfg.serve.api_key)
+    host = _proxy_host()
+    if host is not None:
+        check_bind(host, api_key)
+    return build_app(cfg, source, api_key)

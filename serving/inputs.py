@@ -27,6 +27,11 @@ from physgm.config import ServeConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic...): they carry the
+# image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but are not frames
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x01}    # RSTn, SOI, EOI, TEM: no length
+MAX_CAMERAS_CHARS = 64 * 1024   # 16 cameras of 25 numbers take ~10 kB
 
 
 class InputError(ValueError):
@@ -101,10 +106,45 @@ def sniff_image_type(data: bytes) -> Optional[str]:
     return None
 
 
+def declared_size(data: bytes, kind: str) -> Optional[tuple[int, int]]:
+    """(width, height) [px] as the file's header declares them, read without decoding
+    anything (PNG: the IHDR chunk; JPEG: the first start-of-frame marker), or None when the
+    header is cut short or malformed. A few hundred bytes can declare 100,000 × 100,000 px:
+    this is checked before any decoder sees the file."""
+    if kind == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    i = 2                                              # after SOI (FF D8)
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:                             # fill byte before a marker
+            i += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if length < 2:
+            return None
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                return None
+            return (int.from_bytes(data[i + 7:i + 9], "big"),
+                    int.from_bytes(data[i + 5:i + 7], "big"))
+        if marker == 0xDA:                             # scan data before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
 def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
     """PNG/JPEG bytes → (H, W, 3) uint8 RGB; transparency is composited on black (the
     renderer's background). Raises InputError: 400 empty or corrupt/truncated, 415 not a
-    PNG/JPEG, 422 a side outside [min_px, max_px]."""
+    PNG/JPEG, 422 a side outside [min_px, max_px] (checked from the header, before PIL
+    decodes anything)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -113,16 +153,19 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
     if kind is None:
         raise InputError(415, f"'{name}' is not a PNG or JPEG image (type is read from the "
                          "file's content); convert it to PNG or JPEG")
+    size = declared_size(data, kind)
+    if size is None:
+        raise InputError(400, f"image '{name}' looks like {kind.upper()} but its header "
+                         "(image size) cannot be read; re-export the file")
+    _check_sides(name, *size, limits)
     try:
         img = Image.open(io.BytesIO(data), formats=["PNG" if kind == "png" else "JPEG"])
         width, height = img.size  # header only: the pixels are not decoded yet
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as err:
         raise InputError(400, f"image '{name}' looks like {kind.upper()} but its header "
                          f"cannot be read ({err}); re-export the file") from None
-    side_lo, side_hi = min(width, height), max(width, height)
-    if side_lo < limits.min_px or side_hi > limits.max_px:
-        raise InputError(422, f"image '{name}' is {width}×{height} px; each side must be "
-                         f"between {limits.min_px} and {limits.max_px} px: resize it")
+    _check_sides(name, width, height, limits)
     try:
         img.load()
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -135,6 +178,12 @@ def decode_image(data: bytes, name: str, limits: Limits) -> np.ndarray:
                          f"{err}); re-export the file") from None
 
 
+def _check_sides(name: str, width: int, height: int, limits: Limits) -> None:
+    if min(width, height) < limits.min_px or max(width, height) > limits.max_px:
+        raise InputError(422, f"image '{name}' is {width}×{height} px; each side must be "
+                         f"between {limits.min_px} and {limits.max_px} px: resize it")
+
+
 def parse_cameras(text: Optional[str], sizes: Sequence[tuple[int, int]]) -> Optional[list[Camera]]:
     """The ``cameras`` form field: a JSON list with one ``{"K": 3×3, "c2w": 4×4}`` per image
     (K in pixels of that image, c2w camera-to-world in metres, OpenCV axes). ``sizes`` are
@@ -142,9 +191,12 @@ def parse_cameras(text: Optional[str], sizes: Sequence[tuple[int, int]]) -> Opti
     400 not JSON, 422 wrong count, shape or values (NaN, non-rigid pose...)."""
     if text is None or not text.strip():
         return None
+    if len(text) > MAX_CAMERAS_CHARS:
+        raise InputError(413, f"cameras is {len(text):,} characters; one camera per image "
+                         f"takes a few hundred: send at most {MAX_CAMERAS_CHARS:,}")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, 4300+ digit ints, nesting
         raise InputError(400, f"cameras is not valid JSON ({err}); send a JSON list like "
                          '[{"K": [[fx,0,cx],[0,fy,cy],[0,0,1]], "c2w": [[...4 numbers], ×4]}]'
                          ) from None

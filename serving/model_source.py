@@ -5,6 +5,10 @@ an MLflow URI of a checkpoint directory (downloaded, then loaded), or a random
 initialisation with a seed (smoke tests). ``model_version`` labels the weights in every
 response: the configured label if any, else one derived from the weights' content
 (``<name>@<sha256 prefix>``), so two replicas serving the same file report the same version.
+
+Besides the default source, one application serves further models side by side, selected
+per request by an id (Ray Serve model multiplexing): ``resolve_models`` gives them, by
+default the run's ``pretrained`` and ``dpo`` checkpoints (see its docstring).
 """
 from __future__ import annotations
 
@@ -84,6 +88,74 @@ def resolve_source(cfg: ServeConfig, out_dir: str | Path = "runs") -> ModelSourc
                                 "one (physgm run), or pass --checkpoint PATH, --model-uri "
                                 "runs:/<run_id>/<path>, or --random-init for an untrained model")
     return ModelSource("checkpoint", str(newest.resolve()), 0, cfg.model_version)
+
+
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}$")
+_REGISTERED = re.compile(r"^models:/([^/@]+)@[^/]+$")
+REGISTRY_ALIASES = {"pretrained": "pretrained", "dpo": "champion"}   # model id → alias
+
+
+def _registry_pair(name: str) -> dict[str, ModelSource]:
+    """{pretrained, dpo} → ``models:/<name>@pretrained`` and ``…@champion`` when both aliases
+    exist; {} when they do not or the registry cannot be asked."""
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        for alias in REGISTRY_ALIASES.values():
+            client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - no registry, no such model or alias: no pair
+        return {}
+    return {mid: ModelSource("mlflow", f"models:/{name}@{alias}")
+            for mid, alias in REGISTRY_ALIASES.items()}
+
+
+def parse_source(text: str, model_version: Optional[str] = None) -> ModelSource:
+    """``random`` / ``random:SEED``, an MLflow URI (``runs:/…``, ``models:/…``) or a
+    checkpoint path (a directory holding model.pt, or the .pt file)."""
+    text = str(text).strip()
+    if text == "random" or text.startswith("random:"):
+        seed = text.partition(":")[2] or "0"
+        if not seed.isdigit():
+            raise ValueError(f"model source {text!r}: the seed after 'random:' must be an int")
+        return ModelSource("random", None, int(seed), model_version)
+    if _URI.match(text):
+        return ModelSource("mlflow", text, 0, model_version)
+    path = Path(text)
+    target = path if path.suffix in (".pt", ".pth") else path / "model.pt"
+    if not target.is_file():
+        raise FileNotFoundError(f"model source {text!r}: no PhysGM checkpoint at {target}")
+    return ModelSource("checkpoint", str(path.resolve()), 0, model_version)
+
+
+def resolve_models(cfg: ServeConfig, default: ModelSource) -> dict[str, ModelSource]:
+    """The models served beside the default one, by id. ``cfg.models`` ({id: source text,
+    see ``parse_source``}) when given; otherwise, for a checkpoint ``<run>/checkpoints/<x>``,
+    the run's ``pretrained`` (``checkpoints/final``) and ``dpo`` (``checkpoints/dpo``) when
+    both exist; for a random initialisation two stand-ins, ``pretrained`` (its seed) and
+    ``dpo`` (seed + 1), so the w/o-vs-w/ DPO comparison can be exercised without training;
+    for a registered model ``models:/<name>@<alias>``, its aliases ``pretrained`` and
+    ``champion`` (the DPO model) when the registry (MLFLOW_TRACKING_URI) has both.
+    Anything else (a run's artifact URI, a lone checkpoint): none."""
+    if cfg.models:
+        bad = [k for k in cfg.models if not MODEL_ID.match(k)]
+        if bad:
+            raise ValueError(f"serve.models ids {bad} must be 1–64 characters of letters, "
+                             "digits and _ . @ : -")
+        return {k: parse_source(v) for k, v in cfg.models.items()}
+    if default.kind == "random":
+        return {"pretrained": default, "dpo": ModelSource("random", None, default.seed + 1)}
+    registered = _REGISTERED.match(default.location or "") if default.kind == "mlflow" else None
+    if registered:
+        return _registry_pair(registered.group(1))
+    if default.kind == "checkpoint":
+        path = Path(default.location)
+        ckpts = path.parent if path.is_dir() else path.parent.parent
+        found = {mid: ckpts / name for mid, name in (("pretrained", "final"), ("dpo", "dpo"))}
+        if ckpts.name == "checkpoints" and all((p / "model.pt").is_file()
+                                               for p in found.values()):
+            return {mid: ModelSource("checkpoint", str(p.resolve())) for mid, p in found.items()}
+    return {}
 
 
 def _sha256(path: Path) -> str:

@@ -38,6 +38,14 @@ class Prediction(BaseModel):
     views: int = Field(description="number of input views used")
     cameras: Literal["given", "default"] = Field(description="whether the request's cameras "
                                                  "or the default orbit cameras were used")
+    model: Optional[str] = Field(None, description="the model id that answered (absent: the "
+                                 "default model)")
+
+
+class ModelsOut(BaseModel):
+    default: dict[str, str] = Field(description="the default model: model_version, source")
+    models: dict[str, str] = Field(description="{id: source} of the models served beside it "
+                                   "(Serve model multiplexing), e.g. pretrained and dpo")
 
 
 class ErrorOut(BaseModel):
@@ -52,7 +60,7 @@ ERROR_RESPONSES = {
     415: {"model": ErrorOut, "description": "not multipart/form-data, or a file that is not "
           "PNG/JPEG"},
     422: {"model": ErrorOut, "description": "invalid values (image size, number of views, "
-          "cameras, overrides)"},
+          "cameras, overrides, model id, PLY properties)"},
     503: {"model": ErrorOut, "description": "model or simulation unavailable"},
     504: {"model": ErrorOut, "description": "model or simulation took too long"},
 }

@@ -14,6 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from uploads import as_views as views
+from uploads import bad_ply_uploads, bad_view_uploads, ball, ply_bytes
+from uploads import view_jpeg as jpeg
+from uploads import view_png as png
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray")
@@ -39,7 +43,8 @@ def free_port() -> int:
 def make_cfg(port: int):
     return build_config({"model": TINY, "serve": {
         "port": port, "sim": {"n_frames": 6}, "video_size": 48, "max_particles": 1200,
-        "max_batch_size": 8, "batch_wait_timeout_s": 0.02, "request_timeout_s": 60}})
+        "max_batch_size": 8, "batch_wait_timeout_s": 0.02, "request_timeout_s": 60,
+        "max_ply_gaussians": 3000}})
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +59,6 @@ def server():
     finally:
         serve.shutdown()
         ray.shutdown()
-
-
-def png(w=64, h=64, seed=0) -> bytes:
-    img = np.zeros((h, w, 3), np.uint8)
-    img[h // 4:3 * h // 4, w // 4:3 * w // 4] = np.random.default_rng(seed).integers(
-        60, 255, 3)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def jpeg(w=64, h=48) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (w, h), (10, 200, 90)).save(buf, format="JPEG")
-    return buf.getvalue()
-
-
-def views(*datas):
-    return [("images", (f"v{i}.png", d, "image/png")) for i, d in enumerate(datas)]
 
 
 def model_info():
@@ -189,47 +175,10 @@ def test_demo_page_and_openapi(server):
 
 
 # ------------------------------------------------------------------ bad inputs
-def _streamed_upload(mb: int):
-    """A valid multipart body of ``mb`` MiB sent chunked (no Content-Length)."""
-    yield (b'--xyz\r\nContent-Disposition: form-data; name="images"; filename="a.png"\r\n'
-           b"Content-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n")
-    for _ in range(mb):
-        yield b"\0" * 2 ** 20
-    yield b"\r\n--xyz--\r\n"
-
-
-def _bad_cases():
-    nan_cam = json.loads((SAMPLES / "samples.json").read_text())[0]["cameras"][:1]
-    nan_cam[0]["c2w"][0][3] = float("nan")
-    good_cam = json.loads((SAMPLES / "samples.json").read_text())[0]["cameras"][:1]
-    return {
-        "empty body": ({"data": b"", "headers": {"content-type":
-                                                 "multipart/form-data; boundary=xyz"}}, 400, 422),
-        "no images field": ({"files": [("other", ("a.png", png(), "image/png"))]}, 422),
-        "empty file": ({"files": views(b"")}, 400),
-        "not an image": ({"files": views(b"%PDF-1.7 hello")}, 415),
-        "text as image": ({"files": [("images", (None, "just text"))]}, 415, 422),
-        "truncated PNG": ({"files": views(png()[:120])}, 400),
-        "5 views": ({"files": views(*[png()] * 5)}, 422),
-        "tiny image": ({"files": views(png(16, 16))}, 422),
-        "huge image": ({"files": views(png(4200, 32))}, 422),
-        "NaN camera": ({"files": views(png()), "data": {"cameras": json.dumps(nan_cam)}}, 422),
-        "camera not JSON": ({"files": views(png()), "data": {"cameras": "[{"}}, 400),
-        "cameras count": ({"files": views(png(), png()),
-                           "data": {"cameras": json.dumps(good_cam)}}, 422),
-        "wrong content type": ({"json": {"images": ["a.png"]}}, 415),
-        "too large": ({"files": views(b"\x89PNG\r\n\x1a\n" + os.urandom(21 * 2 ** 20))}, 413),
-        "too large, streamed": ({"data": _streamed_upload(25), "headers": {
-            "content-type": "multipart/form-data; boundary=xyz"}}, 413),   # chunked: no length
-        "garbled multipart": ({"data": b"--xyz\r\nnonsense", "headers": {
-            "content-type": "multipart/form-data; boundary=xyz"}}, 400, 422),
-    }
-
-
 @pytest.mark.parametrize("endpoint", ["/v1/predict", "/v1/gaussians", "/v1/simulate"])
 def test_bad_inputs_get_4xx_with_detail(server, endpoint):
     url, _ = server
-    for name, (kwargs, *codes) in _bad_cases().items():
+    for name, (kwargs, *codes) in bad_view_uploads(SAMPLES).items():
         r = requests.post(url + endpoint, timeout=60, **kwargs)
         assert r.status_code in codes, (name, r.status_code, r.text[:200])
         detail = r.json()["detail"]
@@ -237,6 +186,74 @@ def test_bad_inputs_get_4xx_with_detail(server, endpoint):
     assert requests.get(url + "/healthz", timeout=30).status_code == 200   # replica alive
     assert requests.post(url + endpoint.replace("simulate", "predict"), files=views(png()),
                          timeout=60).status_code == 200
+
+
+def test_pretrained_and_dpo_side_by_side(server):
+    """Model multiplexing: the header serve_multiplexed_model_id (or the field model) picks
+    the model; the random-init server's stand-ins are seeds 0 (= the default) and 1."""
+    url, _ = server
+    listed = requests.get(url + "/v1/models", timeout=30).json()
+    assert set(listed["models"]) == {"pretrained", "dpo"}
+    assert listed["default"]["model_version"].startswith("random-init-seed0")
+    default = requests.post(url + "/v1/predict", files=views(png()), timeout=60).json()
+    assert "model" not in default
+    got = {}
+    for mid in ("pretrained", "dpo"):
+        r = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                          headers={"serve_multiplexed_model_id": mid})
+        assert r.status_code == 200, r.text
+        got[mid] = r.json()
+        assert got[mid]["model"] == mid
+    assert got["dpo"]["model_version"].startswith("random-init-seed1")
+    assert got["pretrained"]["material"]["probs"] == pytest.approx(
+        default["material"]["probs"], abs=1e-6)
+    assert got["dpo"]["material"]["probs"] != pytest.approx(got["pretrained"]["material"]["probs"],
+                                                            abs=1e-4)
+    field = requests.post(url + "/v1/predict", files=views(png()), data={"model": "dpo"},
+                          timeout=60).json()
+    assert field["material"]["probs"] == pytest.approx(got["dpo"]["material"]["probs"], abs=1e-6)
+    bad = requests.post(url + "/v1/predict", files=views(png()), timeout=60,
+                        headers={"serve_multiplexed_model_id": "nope"})
+    assert bad.status_code == 422 and "pretrained" in bad.json()["detail"]
+
+
+def test_simulate_an_uploaded_3dgs_scene(server, tmp_path):
+    """POST /v1/simulate with a 3DGS PLY in place of images: physics predicted from renders
+    of it, then filled, simulated and rendered; bad PLYs are 4xx."""
+    from physgm.video import read_video
+
+    url, cfg = server
+    scene = ply_bytes(ball(1500, radius=30.0, centre=(0.0, 100.0, 0.0)), 3,
+                      extra={"label": np.arange(1500.0)})
+    r = requests.post(url + "/v1/simulate", files={"gaussians": ("scene.ply", scene)},
+                      data={"material": "jelly", "model": "dpo"}, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Sim-Appearance"] == "ply" and r.headers["X-Model-Id"] == "dpo"
+    assert json.loads(r.headers["X-Sim-Params"])["material"] == "jelly"
+    assert int(r.headers["X-Sim-Particles"]) <= cfg.serve.max_particles
+    (tmp_path / "v.mp4").write_bytes(r.content)
+    frames = read_video(tmp_path / "v.mp4")
+    assert frames.shape[0] == cfg.serve.sim.n_frames + 1 and frames.max() > 30
+    ok = requests.post(url + "/v1/simulate?format=gif", timeout=120,
+                       files={"gaussians": ("s.ply", ply_bytes(ball(400), 0))})
+    assert ok.status_code == 200 and ok.content.startswith(b"GIF8"), ok.text
+    assert json.loads(ok.headers["X-Sim-Params"])["material"] in {m.value for m in MATERIALS}
+    for name, (data, form, code) in bad_ply_uploads(max_gaussians=3000).items():
+        bad = requests.post(url + "/v1/simulate", files={"gaussians": ("s.ply", data)},
+                            data=form, timeout=60)
+        assert bad.status_code == code, (name, bad.status_code, bad.text[:200])
+        assert len(bad.json()["detail"]) > 10
+    both = requests.post(url + "/v1/simulate", timeout=60, files=[
+        ("images", ("a.png", png(), "image/png")), ("gaussians", ("s.ply", scene))])
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    assert requests.get(url + "/healthz", timeout=30).status_code == 200
+
+
+def test_every_deployment_reports_healthy(server):
+    status = serve.status().applications["physgm"]
+    assert status.status == "RUNNING"
+    assert {name: d.status for name, d in status.deployments.items()} == {
+        "PhysGMIngress": "HEALTHY", "PhysGMModel": "HEALTHY", "PhysGMSim": "HEALTHY"}
 
 
 def test_fifty_concurrent_predicts_are_batched(server):

@@ -106,3 +106,42 @@ def test_upload_and_readable_error(page, tmp_path):
     expect(page.locator("#error")).to_contain_text("415")
     expect(page.locator("#error")).to_contain_text("PNG or JPEG")
     assert not page.errors, page.errors
+
+
+def test_compare_without_and_with_dpo(page, tmp_path):
+    """The same views through the pretrained and the DPO model (the random-init server's
+    stand-ins, seeds 0 and 1): both probability bars, parameter tables and videos."""
+    expect = sync_api.expect
+    expect(page.locator("#compare")).to_be_visible(timeout=30_000)   # both ids are served
+    page.click("#sample-jelly_cube")
+    expect(page.locator("#thumbs img")).to_have_count(2)
+    page.click("#compare-run")
+    for mid in ("pretrained", "dpo"):
+        col = page.locator(f"#compare-{mid}")
+        expect(col.locator(".probs .bar")).to_have_count(5, timeout=60_000)
+        assert col.locator(".params tbody tr").count() >= 3
+        expect(col.locator(".video")).to_be_visible(timeout=180_000)
+        expect(col.locator(".sim-info")).to_contain_text("particles", timeout=30_000)
+    page.wait_for_function("""() => [...document.querySelectorAll('#compare video')].every(
+        v => v.readyState >= 2 && v.videoWidth > 0)""", timeout=30_000)
+    versions = page.locator("#compare .version").all_inner_texts()
+    assert versions[0].startswith("random-init-seed0") and versions[1].startswith(
+        "random-init-seed1")
+    page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_simulate_an_own_3dgs_scene(page, tmp_path):
+    from uploads import ball, ply_bytes
+
+    expect = sync_api.expect
+    scene = tmp_path / "scene.ply"
+    scene.write_bytes(ply_bytes(ball(800, radius=25.0), 3))
+    expect(page.locator("#video")).to_be_hidden()
+    page.set_input_files("#ply-file", str(scene))
+    page.select_option("#override-material", "snow")
+    page.click("#simulate")
+    expect(page.locator("#video")).to_be_visible(timeout=120_000)
+    page.wait_for_function(PLAYING, timeout=30_000)
+    expect(page.locator("#sim-info")).to_contain_text("material=snow")
+    assert not page.errors, page.errors

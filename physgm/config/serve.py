@@ -30,6 +30,11 @@ class ServeConfig(_Section):
                               "model section (smoke tests)")
     model_version: Optional[str] = Field(None, description="label reported as model_version "
                                          "(default: derived from the weights' content)")
+    models: dict[str, str] = Field(default_factory=dict, description="models served beside "
+                                   "the default one, {id: checkpoint path | MLflow URI | "
+                                   "random[:seed]}, chosen per request by the header "
+                                   "serve_multiplexed_model_id or the field 'model' (default: "
+                                   "the run's pretrained and dpo checkpoints)")
     device: Literal["cpu", "cuda", "auto"] = "auto"
     replicas: int = Field(1, ge=1, description="model replicas (without autoscaling)")
     num_cpus: float = Field(1.0, ge=0, description="CPUs per model replica")
@@ -57,6 +62,8 @@ class ServeConfig(_Section):
     min_image_px: int = Field(32, ge=1, description="smallest image side [px]")
     max_image_px: int = Field(4096, ge=1, description="largest image side [px]")
     max_views: int = Field(4, ge=1, le=16)
+    max_ply_gaussians: int = Field(200_000, ge=16, description="Gaussians an uploaded 3DGS "
+                                   "PLY may hold (POST /v1/simulate, field 'gaussians')")
     # Cameras assumed when a request sends none: the middle of the synthetic data's view
     # distribution (data.view_radius_m, view_elevation_deg, view_fov_deg), aimed at a typical
     # object centre in the simulation domain.

@@ -3,7 +3,8 @@
 
 const MATERIALS = ["jelly", "metal", "plasticine", "sand", "snow"];
 const $ = (id) => document.getElementById(id);
-const state = { files: [], cameras: null, plyUrl: null, videoUrl: null };
+const state = { files: [], cameras: null, plyUrl: null, videoUrl: null, compareUrls: {} };
+const COMPARE = ["pretrained", "dpo"];   // model ids served side by side (GET /v1/models)
 
 function setStatus(text) { $("status").textContent = text; }
 function showError(text) {
@@ -19,10 +20,17 @@ function headers() {
 
 function formData(extra) {
   const fd = new FormData();
-  for (const f of state.files) fd.append("images", f, f.name);
-  const cams = $("cameras").value.trim();
-  if (cams) fd.append("cameras", cams);
-  for (const [k, v] of Object.entries(extra || {})) if (v !== "" && v != null) fd.append(k, v);
+  const ply = extra && extra.gaussians;
+  if (ply) {
+    fd.append("gaussians", ply, ply.name);
+  } else {
+    for (const f of state.files) fd.append("images", f, f.name);
+    const cams = $("cameras").value.trim();
+    if (cams) fd.append("cameras", cams);
+  }
+  for (const [k, v] of Object.entries(extra || {})) {
+    if (k !== "gaussians" && v !== "" && v != null) fd.append(k, v);
+  }
   return fd;
 }
 
@@ -49,7 +57,8 @@ function setFiles(files, cameras) {
   }
   const ok = state.files.length > 0;
   $("predict").disabled = !ok;
-  $("simulate").disabled = !ok;
+  $("simulate").disabled = !ok && !$("ply-file").files.length;
+  $("compare-run").disabled = !ok;
   $("ply-link").classList.add("disabled");
   $("result").hidden = true;
   showError(files.length > 4 ? "only the first 4 views are used" : "");
@@ -71,26 +80,83 @@ function fmt(x) {
   return a !== 0 && (a >= 1e4 || a < 1e-2) ? x.toExponential(2) : x.toPrecision(3);
 }
 
-function showPrediction(p) {
-  $("material-name").textContent = p.material.name;
-  const probs = $("probs");
-  probs.replaceChildren();
-  for (const [name, prob] of Object.entries(p.material.probs)) {
+function fillProbs(el, probs) {
+  el.replaceChildren();
+  for (const [name, prob] of Object.entries(probs)) {
     const row = document.createElement("div");
     row.className = "bar";
     row.dataset.material = name;
     row.innerHTML = `<span>${name}</span><span class="fill" style="width:${(prob * 20).toFixed(2)}rem"></span><span>${(prob * 100).toFixed(1)} %</span>`;
-    probs.appendChild(row);
+    el.appendChild(row);
   }
-  const body = $("params").querySelector("tbody");
+}
+
+function fillParams(body, params, withLog) {
   body.replaceChildren();
-  for (const [name, s] of Object.entries(p.params)) {
+  for (const [name, s] of Object.entries(params)) {
     const tr = document.createElement("tr");
     const log = s.log10_mean != null ? `${s.log10_mean.toFixed(2)} ± ${s.log10_std.toFixed(2)}` : "";
-    tr.innerHTML = `<td>${name}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td><td>${log}</td>`;
+    tr.innerHTML = `<td>${name}</td><td>${fmt(s.mean)}</td><td>${fmt(s.std)}</td>` +
+      (withLog ? `<td>${log}</td>` : "");
     body.appendChild(tr);
   }
+}
+
+function showPrediction(p) {
+  $("material-name").textContent = p.material.name;
+  fillProbs($("probs"), p.material.probs);
+  fillParams($("params").querySelector("tbody"), p.params, true);
   $("result").hidden = false;
+}
+
+function simInfo(res) {
+  const params = JSON.parse(res.headers.get("X-Sim-Params") || "{}");
+  return `status ${res.headers.get("X-Sim-Status")} · ${res.headers.get("X-Sim-Particles")} particles · ` +
+    Object.entries(params).map(([k, v]) => `${k}=${typeof v === "number" ? fmt(v) : v}`).join(", ");
+}
+
+async function compare() {
+  showError("");
+  $("compare-run").disabled = true;
+  try {
+    const t0 = performance.now();
+    setStatus("w/o vs w/ DPO: predicting with both models…");
+    const preds = await Promise.all(COMPARE.map(async (id) => (await post("/v1/predict", { model: id })).json()));
+    preds.forEach((p, i) => {
+      const col = $(`compare-${COMPARE[i]}`);
+      col.querySelector(".version").textContent = p.model_version;
+      col.querySelector(".material").textContent = p.material.name;
+      fillProbs(col.querySelector(".probs"), p.material.probs);
+      fillParams(col.querySelector(".params tbody"), p.params, false);
+    });
+    setStatus("w/o vs w/ DPO: simulating both…");
+    for (const id of COMPARE) {          // one after the other: the simulation replica runs one at a time
+      const res = await post("/v1/simulate", { model: id });
+      const col = $(`compare-${id}`);
+      if (state.compareUrls[id]) URL.revokeObjectURL(state.compareUrls[id]);
+      state.compareUrls[id] = URL.createObjectURL(await res.blob());
+      const video = col.querySelector(".video");
+      video.src = state.compareUrls[id];
+      video.hidden = false;
+      video.play().catch(() => {});
+      col.querySelector(".sim-info").textContent = simInfo(res);
+    }
+    setStatus(`compared in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    showError(e.message);
+    setStatus("");
+  } finally {
+    $("compare-run").disabled = state.files.length === 0;
+  }
+}
+
+async function loadModels() {
+  try {
+    const res = await fetch("/v1/models", { headers: headers() });
+    if (!res.ok) return;
+    const served = (await res.json()).models;
+    $("compare").hidden = !COMPARE.every((id) => id in served);
+  } catch (e) { /* no comparison offered */ }
 }
 
 async function predict() {
@@ -120,8 +186,9 @@ async function simulate() {
   $("simulate").disabled = true;
   try {
     const t0 = performance.now();
+    const ply = $("ply-file").files[0];
     const res = await post("/v1/simulate", {
-      material: $("override-material").value, E: $("override-E").value,
+      material: $("override-material").value, E: $("override-E").value, gaussians: ply,
     });
     const blob = await res.blob();
     if (state.videoUrl) URL.revokeObjectURL(state.videoUrl);
@@ -130,18 +197,15 @@ async function simulate() {
     video.src = state.videoUrl;
     video.hidden = false;
     video.play().catch(() => {});
-    const params = JSON.parse(res.headers.get("X-Sim-Params") || "{}");
     const look = res.headers.get("X-Sim-Appearance") === "pixels"
       ? " · shown with the input pixels' colours (the model's Gaussians are transparent)" : "";
-    $("sim-info").textContent = `status ${res.headers.get("X-Sim-Status")}${look} · ` +
-      `${res.headers.get("X-Sim-Particles")} particles · ` +
-      Object.entries(params).map(([k, v]) => `${k}=${typeof v === "number" ? fmt(v) : v}`).join(", ");
+    $("sim-info").textContent = simInfo(res) + look;
     setStatus(`video in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } catch (e) {
     showError(e.message);
     setStatus("");
   } finally {
-    $("simulate").disabled = state.files.length === 0;
+    $("simulate").disabled = state.files.length === 0 && !$("ply-file").files.length;
   }
 }
 
@@ -156,6 +220,11 @@ async function init() {
   $("files").addEventListener("change", (e) => setFiles([...e.target.files], null));
   $("predict").addEventListener("click", predict);
   $("simulate").addEventListener("click", simulate);
+  $("compare-run").addEventListener("click", compare);
+  $("ply-file").addEventListener("change", () => {
+    $("simulate").disabled = state.files.length === 0 && !$("ply-file").files.length;
+  });
+  $("api-key").addEventListener("change", loadModels);
   try {
     const samples = await (await fetch("/static/samples/samples.json")).json();
     for (const s of samples) {
@@ -166,6 +235,7 @@ async function init() {
       $("samples").appendChild(b);
     }
   } catch (e) { /* no samples bundled */ }
+  await loadModels();
   try {
     const h = await (await fetch("/healthz")).json();
     $("model-version").textContent = h.model_version;
