@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,6 +96,7 @@ def simulate(
     from physgm.materials import PhysParams
     from physgm.sim import sample_shape
     from physgm.sim.report import run_with_progress
+    from physgm.sim.validate import ParamRangeWarning
 
     cfg = get_config(config, set_)
     if frames is not None:
@@ -109,7 +111,9 @@ def simulate(
         dx = cfg.sim.domain_size / cfg.sim.grid_res
         centre = (cfg.sim.domain_size / 2, height, cfg.sim.domain_size / 2)
         x = sample_shape(shape, centre, size, dx / 2)
-        result = run_with_progress(x, params, cfg.sim, velocities=vel, show=not json_)
+        with warnings.catch_warnings():  # printed once below, in the CLI's own style
+            warnings.simplefilter("ignore", ParamRangeWarning)
+            result = run_with_progress(x, params, cfg.sim, velocities=vel, show=not json_)
     except (ValueError, ValidationError) as err:
         fail(str(err))
     for warning in params.out_of_range():

@@ -41,17 +41,19 @@ def initial_velocities(velocities, n: int) -> np.ndarray:
     return np.broadcast_to(v, (n, 3)).copy()
 
 
-def warn_out_of_range(params: PhysParams) -> list[str]:
-    """Warn (``ParamRangeWarning``) about each value outside ``PARAM_RANGES``; returns them."""
+def warn_out_of_range(params: PhysParams, stacklevel: int = 2) -> list[str]:
+    """Warn (``ParamRangeWarning``) about each value outside ``PARAM_RANGES``; returns them.
+    ``stacklevel`` as in ``warnings.warn``, counted from the caller of this function."""
     messages = params.out_of_range()
     for message in messages:
-        warnings.warn(f"{message}: simulated as given, but outside the range the model "
-                      f"covers", ParamRangeWarning, stacklevel=3)
+        warnings.warn(f"{message} (PARAM_RANGES, the range the model covers): physically "
+                      f"valid, so it is simulated as given", ParamRangeWarning,
+                      stacklevel=stacklevel + 1)
     return messages
 
 
 def check_run(params: PhysParams, velocities, n: int) -> np.ndarray:
     """The per-run checks of ``simulate``: warns about out-of-range parameters and returns
     the initial velocities (N, 3) [m/s]."""
-    warn_out_of_range(params)
+    warn_out_of_range(params, stacklevel=3)  # points at the caller of simulate
     return initial_velocities(velocities, n)
