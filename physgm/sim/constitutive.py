@@ -44,7 +44,7 @@ KIND = {Material.jelly: 0, Material.metal: 1, Material.plasticine: 2, Material.s
 
 SQRT_2_3 = wp.constant(math.sqrt(2.0 / 3.0))
 YIELD_FLOOR = wp.constant(0.1)  # plasticine softens to at most 10 % of σ_y0
-# Klár et al. 2016 (§7.3): φ_F(q) = h0 + (h1 q − h3) e^{−h2 q} with h0 = 35°, h1 = 9°,
+# Klár et al. 2016: φ_F(q) = h0 + (h1 q − h3) e^{−h2 q} with h0 = 35°, h1 = 9°,
 # h3 = 10°, h2 = 0.2; taken relative to h0 so that the friction angle given is h0.
 SAND_H1 = wp.constant(9.0 / 35.0)
 SAND_H2 = wp.constant(0.2)
