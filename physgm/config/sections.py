@@ -29,7 +29,7 @@ class MPMConfig(_Section):
     gravity: tuple[float, float, float] = Field((0.0, -9.8, 0.0), description="[m/s²], y up")
     boundary: Literal["sticky", "slip", "separate"] = Field(
         "separate", description="floor/walls: sticky (wall nodes v=0, and particles within "
-        "half a cell of a wall are held where they are), slip (normal v=0), separate (only "
+        "one cell of a wall are held where they are), slip (normal v=0), separate (only "
         "inward normal v removed, so objects can bounce off)")
     friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate "
                             "walls, acting where a node presses on the wall")
