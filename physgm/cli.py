@@ -4,6 +4,7 @@ that ``physgm --help`` stays fast."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -82,6 +83,7 @@ def simulate(
     from physgm.materials import PhysParams
     from physgm.sim import sample_shape
     from physgm.sim.report import run_with_progress
+    from physgm.sim.validate import ParamRangeWarning
 
     cfg = get_config(config, set_)
     if frames is not None:
@@ -95,19 +97,21 @@ def simulate(
         vel = np.array([float(s) for s in velocity.split(",")])
         if vel.shape != (3,):
             raise ValueError("--velocity needs three comma-separated numbers, e.g. 1,0,0")
-        if ply is not None:
-            from physgm.ply_sim import PlyOptions, simulate_ply
+        with warnings.catch_warnings():  # printed once below, in the CLI's own style
+            warnings.simplefilter("ignore", ParamRangeWarning)
+            if ply is not None:
+                from physgm.ply_sim import PlyOptions, simulate_ply
 
-            box = None if crop is None else tuple(float(c) for c in crop.split(","))
-            run = simulate_ply(ply, params, cfg, PlyOptions(
-                size, height, up, transform, box, min_opacity, max_particles, camera,
-                orbit_deg), velocity=vel, show=not json_)
-            result, x = run.result, run.scene.particles
-        else:
-            dx = cfg.sim.domain_size / cfg.sim.grid_res
-            centre = (cfg.sim.domain_size / 2, height, cfg.sim.domain_size / 2)
-            x = sample_shape(shape, centre, size, dx / 2)
-            result = run_with_progress(x, params, cfg.sim, velocities=vel, show=not json_)
+                box = None if crop is None else tuple(float(c) for c in crop.split(","))
+                run = simulate_ply(ply, params, cfg, PlyOptions(
+                    size, height, up, transform, box, min_opacity, max_particles, camera,
+                    orbit_deg), velocity=vel, show=not json_)
+                result, x = run.result, run.scene.particles
+            else:
+                dx = cfg.sim.domain_size / cfg.sim.grid_res
+                centre = (cfg.sim.domain_size / 2, height, cfg.sim.domain_size / 2)
+                x = sample_shape(shape, centre, size, dx / 2)
+                result = run_with_progress(x, params, cfg.sim, velocities=vel, show=not json_)
     except (ValueError, ValidationError, FileNotFoundError) as err:
         fail(str(err))
     for warning in params.out_of_range():

@@ -61,6 +61,20 @@ DEFAULTS: dict[Material, dict[str, float]] = {
                     "critical_compression": 2.5e-2, "critical_stretch": 7.5e-3},
 }
 
+# Physically meaningful limits of the material-specific ``hardening`` (checked on
+# construction, unlike PARAM_RANGES): plasticine h per unit equivalent plastic strain
+# (-10: softens to its floor within 9 % plastic strain; 100: σ_y doubles within 1 %), snow ξ
+# (a negative ξ would soften snow as it compacts).
+HARDENING_LIMITS: dict[Material, tuple[float, float]] = {
+    Material.plasticine: (-10.0, 100.0),
+    Material.snow: (0.0, 50.0),
+}
+
+# Largest stiffness factor exp(ξ (1 − J_P)) of hardened snow: compaction beyond it stiffens
+# no further. It bounds snow's wave speed by √SNOW_MAX_HARDENING × its rest value, which the
+# substep accounts for (physgm.sim.stability).
+SNOW_MAX_HARDENING = 10.0
+
 # Slots of the normalised parameter vector, in order, and which are log10-transformed.
 PARAM_NAMES: tuple[str, ...] = ("E", "nu", "density", "yield_stress", "friction_angle",
                                 "hardening", "critical_compression", "critical_stretch")
@@ -91,11 +105,17 @@ NORM: dict[str, tuple[float, float]] = {n: _norm_affine(n) for n in PARAM_NAMES}
 
 class PhysParams(BaseModel):
     """One material and its parameters (SI units); unset material-specific values take the
-    material's defaults. Physically invalid values (ν outside (0, 0.5), E ≤ 0, a parameter
-    the material does not have) raise a ``ValidationError`` naming the field;
-    ``out_of_range()`` lists values outside the model's ``PARAM_RANGES``."""
+    material's defaults. Physically invalid values (NaN or ±inf, ν outside (0, 0.5), E ≤ 0,
+    a hardening outside ``HARDENING_LIMITS``, a parameter the material does not have) raise
+    a ``ValidationError`` (a ``ValueError``) naming the field; ``out_of_range()`` lists
+    values outside the model's ``PARAM_RANGES`` (``simulate`` warns about them).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Conventions (docs/simulator.md): ``yield_stress`` is the uniaxial (von Mises) yield
+    stress, ‖dev τ‖ ≤ √(2/3) σ_y; PhysGaussian's solver bounds ‖dev τ‖ by its value
+    directly, so its yield stress Y corresponds to σ_y = √(3/2) Y. ``friction_angle`` is
+    the friction angle of sand that has flowed (Klár et al. 2016's h0)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     material: Material
     E: float = Field(gt=0, description="Young's modulus [Pa]")
@@ -103,8 +123,9 @@ class PhysParams(BaseModel):
     density: float = Field(default=1000.0, gt=0, description="[kg/m³]")
     yield_stress: Optional[float] = Field(default=None, gt=0, description="von Mises yield [Pa]")
     friction_angle: Optional[float] = Field(default=None, gt=0, lt=90, description="[deg]")
-    hardening: Optional[float] = Field(default=None, description="plasticine: yield growth per "
-                                       "unit plastic strain; snow: ξ of Stomakhin et al.")
+    hardening: Optional[float] = Field(default=None, description="plasticine: relative yield "
+                                       "growth per unit equivalent plastic strain; snow: ξ of "
+                                       "Stomakhin et al.")
     critical_compression: Optional[float] = Field(default=None, gt=0, lt=1, description="snow θc")
     critical_stretch: Optional[float] = Field(default=None, gt=0, lt=1, description="snow θs")
 
@@ -130,6 +151,13 @@ class PhysParams(BaseModel):
             if name not in ranges and getattr(self, name) is not None:
                 raise ValueError(f"{name} does not apply to {self.material.value} "
                                  f"(its parameters: {', '.join(ranges)})")
+        if self.material in HARDENING_LIMITS:
+            lo, hi = HARDENING_LIMITS[self.material]
+            if not lo <= self.hardening <= hi:
+                raise ValueError(f"hardening={self.hardening:g} is outside the physical range "
+                                 f"[{lo:g}, {hi:g}] of {self.material.value}: choose a value "
+                                 f"in it (the model covers "
+                                 f"{PARAM_RANGES[self.material]['hardening']})")
         return self
 
     def out_of_range(self) -> list[str]:

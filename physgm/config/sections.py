@@ -13,7 +13,10 @@ class _Section(BaseModel):
 
 class MPMConfig(_Section):
     """MLS-MPM simulation settings (SI units). The domain is the cube [0, domain_size]³ m
-    split into grid_res³ cells; the floor is the plane y = 3·dx (boundary cells)."""
+    split into grid_res³ cells; the floor is the plane y = 3·dx (boundary cells). Every
+    value must be finite (NaN or ±inf is refused, naming the field)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     grid_res: int = Field(32, ge=8, le=512, description="cells per axis")
     domain_size: float = Field(1.0, gt=0, description="edge of the cubic domain [m]")
@@ -26,20 +29,34 @@ class MPMConfig(_Section):
                           "its GT video's length instead (runtime.scenes.rollout_sim_config)")
     gravity: tuple[float, float, float] = Field((0.0, -9.8, 0.0), description="[m/s²], y up")
     boundary: Literal["sticky", "slip", "separate"] = Field(
-        "separate", description="floor/walls: sticky (v=0), slip (normal v=0), separate "
-        "(only inward normal v removed, so objects can bounce off)")
-    friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate walls")
+        "separate", description="floor/walls: sticky (wall nodes v=0, and particles within "
+        "one cell of a wall are held where they are), slip (normal v=0), separate (only "
+        "inward normal v removed, so objects can bounce off)")
+    friction: float = Field(0.5, ge=0, le=10, description="Coulomb friction of slip/separate "
+                            "walls, acting where a node presses on the wall")
     device: Literal["cpu", "cuda", "auto"] = "auto"
     threads: int = Field(0, ge=0, le=256, description="CPU threads for the kernels (0 = all "
                          "cores; ignored on CUDA); DPO actors use dpo.actor_cpus threads and "
                          "evaluation tasks 1 instead (runtime.scenes.rollout_sim_config)")
-    cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / max(wave speed, speed)")
+    cfl: float = Field(0.3, gt=0, le=1, description="substep ≤ cfl·dx / (wave speed + speed) "
+                       "(snow: also ≤ dx / (hardened wave speed + speed))")
+    max_substeps_per_frame: int = Field(10_000, ge=1, description="a run needing more "
+                                        "substeps per frame is refused before it starts (every "
+                                        "parameter in PARAM_RANGES needs fewer up to grid_res "
+                                        "512)")
     max_speed: float = Field(50.0, gt=0, description="speed [m/s] above which a run is 'unstable'")
     escape_fraction: float = Field(0.01, ge=0, le=1, description="fraction of particles leaving "
                                    "the interior above which a run is 'escaped'")
     particles_per_cell: int = Field(8, ge=1, le=64, description="sampling density of primitives "
                                     "(8 = 2 per axis)")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _substep_fits_frame(self):
+        if self.substep_dt is not None and self.substep_dt > self.frame_dt:
+            raise ValueError(f"sim.substep_dt ({self.substep_dt:g} s) must not exceed "
+                             f"sim.frame_dt ({self.frame_dt:g} s)")
+        return self
 
 
 class RenderConfig(_Section):

@@ -1,8 +1,9 @@
 """MLS-MPM simulator in warp: ``simulate(positions, params, cfg) -> SimResult``.
 
 One code path for CPU and CUDA (``MPMConfig.device``); constitutive models in
-``constitutive``, substep kernels in ``kernels``, time-step choice in ``stability``,
-particle sampling of primitive shapes in ``shapes``.
+``constitutive``, substep kernels in ``kernels``, time-step choice in ``stability``, input
+checks in ``validate``, particle sampling of primitive shapes in ``shapes``. Models,
+conventions and measured fidelity: docs/simulator.md.
 """
 import warp as _wp
 

@@ -1,7 +1,8 @@
 """MLS-MPM substep kernels (warp), one per algorithm step as in Hu et al. 2018:
 ``p2g`` (particle → grid transfer with APIC + MLS stress), ``grid_update`` (momentum →
 velocity, gravity, walls) and ``g2p`` (grid → particle, deformation update, plastic return
-map, advection). Quadratic B-spline weights over a 3×3×3 stencil.
+map, advection; sticky walls also hold the particles touching them). Quadratic B-spline
+weights over a 3×3×3 stencil.
 
 Guards live inside the kernels so that a blow-up can never read or write outside the grid
 (the classic "CUDA error 700" of MPM codes): a particle with a non-finite state or whose
@@ -86,19 +87,42 @@ def p2g(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtyp
 
 @wp.func
 def wall(v: wp.vec3, axis: int, outward: float, kind: int, friction: float):
-    """Apply one wall (normal ±axis) to a grid velocity."""
+    """Apply one wall (outward normal n = outward · e_axis) to a grid velocity.
+
+    sticky: v = 0. slip: the normal component is removed. separate: only an inward normal
+    component (v·n > 0, the node presses on the wall) is removed, so objects can leave.
+    Coulomb friction (tangential speed reduced by friction · |v·n|) acts only where the
+    node presses on the wall: a node moving away keeps its tangential velocity.
+    """
+    if kind == STICKY:
+        return wp.vec3(0.0)
     n = wp.vec3(0.0)
     n[axis] = outward
     vn = wp.dot(v, n)
-    if kind == STICKY:
-        return wp.vec3(0.0)
-    if kind == SEPARATE and vn <= 0.0:
+    if vn <= 0.0 and kind == SEPARATE:
         return v  # moving away from the wall: free
     vt = v - vn * n
-    vt_len = wp.length(vt)
-    if vt_len > 0.0 and friction > 0.0:
-        vt = vt * wp.max(0.0, 1.0 - friction * wp.abs(vn) / vt_len)
+    if vn > 0.0 and friction > 0.0:
+        vt_len = wp.length(vt)
+        if vt_len > 0.0:
+            vt = vt * wp.max(0.0, 1.0 - friction * vn / vt_len)
     return vt
+
+
+@wp.func
+def held_by_sticky_wall(xp: wp.vec3, inv_dx: float, res: int):
+    """Whether a particle at xp [m] touches a wall: it lies within one cell of a wall plane
+    (or beyond it), where the wall's nodes carry at least 1/8 of its B-spline weight. Sticky
+    walls hold such particles in place: zeroing the wall nodes alone only slows them, and
+    the free nodes above lift them off again (a jelly then bounces as on a slip floor)."""
+    g = xp * inv_dx
+    near = float(BOUNDARY_CELLS) + 1.0
+    far = float(res - BOUNDARY_CELLS) - 1.0
+    held = False
+    for a in range(3):
+        if g[a] < near or g[a] > far:
+            held = True
+    return held
 
 
 @wp.kernel
@@ -141,8 +165,8 @@ def grid_update(grid_mv: wp.array4d(dtype=wp.vec3), grid_m: wp.array4d(dtype=flo
 @wp.kernel
 def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
         Fe: wp.array(dtype=wp.mat33), Ftot: wp.array(dtype=wp.mat33),
-        pstate: wp.array(dtype=float), tau: wp.array(dtype=wp.mat33), m: MaterialParams,
-        inv_dx: float, dt: float, res: int, lo: float, hi: float,
+        pstate: wp.array(dtype=wp.vec3), tau: wp.array(dtype=wp.mat33), m: MaterialParams,
+        inv_dx: float, dt: float, res: int, lo: float, hi: float, kind: int,
         grid_v: wp.array3d(dtype=wp.vec3), escaped: wp.array(dtype=int),
         flags: wp.array(dtype=int), max_speed: wp.array(dtype=float),
         bounds: wp.array(dtype=int)):
@@ -164,6 +188,9 @@ def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtyp
                 gv = grid_v[base[0] + i, base[1] + j, base[2] + k]
                 new_v = new_v + weight * gv
                 new_C = new_C + (4.0 * inv_dx * weight) * wp.outer(gv, dpos)
+    if kind == STICKY:  # particle side of sticky walls: what touches a wall stays
+        if held_by_sticky_wall(xp, inv_dx, res):
+            new_v = wp.vec3(0.0)
     step = wp.identity(n=3, dtype=float) + dt * new_C
     Fe_new, ps, tau_new = update(step * Fe[p], pstate[p], m)
     xn = xp + dt * new_v

@@ -11,6 +11,7 @@ import numpy as np
 from physgm.config import MPMConfig
 from physgm.materials import PhysParams
 from physgm.sim.stability import choose_substeps
+from physgm.sim.validate import check_run
 
 STATUSES = ("ok", "unstable", "escaped")
 
@@ -106,7 +107,9 @@ def simulate(positions, params: PhysParams, cfg: MPMConfig, volumes=None,
     Returns:
         SimResult with positions (F+1, N, 3), deformation (F+1, N, 3, 3), status, wall_s.
     Raises:
-        ValueError for bad input or a substep that violates the CFL bound (before running).
+        ValueError for bad input, a substep that violates the CFL bound or a run above
+        ``cfg.max_substeps_per_frame`` (before running). Parameters outside
+        ``PARAM_RANGES`` run with a ``validate.ParamRangeWarning``.
     """
     import warp as wp
 
@@ -122,11 +125,8 @@ def simulate(positions, params: PhysParams, cfg: MPMConfig, volumes=None,
     vol = np.full(n, (0.5 * dx) ** 3) if volumes is None else np.asarray(volumes, np.float64)
     if vol.shape != (n,) or not np.isfinite(vol).all() or (vol <= 0).any():
         raise ValueError(f"volumes must be (N,)={n} positive finite values [m³], got shape {vol.shape}")
-    v0 = np.zeros((n, 3)) if velocities is None else np.broadcast_to(
-        np.asarray(velocities, np.float64), (n, 3)).copy()
-    if not np.isfinite(v0).all():
-        raise ValueError("velocities contain NaN or Inf")
-    dt, n_sub = choose_substeps(params, cfg, float(np.linalg.norm(v0, axis=1).max()))
+    v0 = check_run(params, velocities, n)
+    dt, n_sub = choose_substeps(params, cfg, float(np.linalg.norm(v0, axis=1).max()), n)
 
     device = resolve_device(cfg.device)
     pstate0 = np.ones(n) if params.material.value == "snow" else np.zeros(n)

@@ -32,8 +32,9 @@ class Stepper:
     """Device arrays of one simulation and its substep.
 
     Particle arrays: x (N,3) [m], v (N,3) [m/s], C (N,3,3) [1/s] (APIC affine velocity),
-    Fe (N,3,3) elastic deformation, Ftot (N,3,3) total deformation, pstate (N,) plastic
-    state, tau (N,3,3) Kirchhoff stress [Pa], vol (N,) [m³], mass (N,) [kg].
+    Fe (N,3,3) elastic deformation, Ftot (N,3,3) total deformation, pstate (N,3) plastic
+    state (``constitutive``: slot 0 J_P / ᾱ / q, slot 1 sand v_c; ``pstate0`` may be (N,),
+    which fills slot 0), tau (N,3,3) Kirchhoff stress [Pa], vol (N,) [m³], mass (N,) [kg].
     """
 
     def __init__(self, x0: np.ndarray, v0: np.ndarray, vol: np.ndarray, density: float,
@@ -49,7 +50,12 @@ class Stepper:
             self.C = wp.zeros(n, dtype=wp.mat33)
             self.Fe = wp.array(eye, dtype=wp.mat33)
             self.Ftot = wp.array(eye, dtype=wp.mat33)
-            self.pstate = wp.array(pstate0.astype(np.float32), dtype=float)
+            ps = np.zeros((n, 3), np.float32)
+            if np.ndim(pstate0) == 1:
+                ps[:, 0] = pstate0
+            else:
+                ps[:] = pstate0
+            self.pstate = wp.array(ps, dtype=wp.vec3)
             self.tau = wp.zeros(n, dtype=wp.mat33)  # stress of F_E = I is zero for every model
             self.vol = wp.array(vol.astype(np.float32), dtype=float)
             self.mass = wp.array((vol * density).astype(np.float32), dtype=float)
@@ -121,7 +127,7 @@ class Stepper:
                 bounds.assign(np.array([INT_MAX] * 3 + [INT_MIN] * 3, dtype=np.int32))
             wp.launch(K.g2p, dim=b - a, inputs=[
                 self.x[a:b], self.v[a:b], self.C[a:b], self.Fe[a:b], self.Ftot[a:b],
-                self.pstate[a:b], self.tau[a:b], self.mat, inv_dx, dt, self.res, lo, hi,
+                self.pstate[a:b], self.tau[a:b], self.mat, inv_dx, dt, self.res, lo, hi, kind,
                 self.grid_v, self.escaped[a:b], self.flags[3 * t: 3 * t + 3],
                 self.speed[t: t + 1], bounds])
 
