@@ -71,8 +71,8 @@ def plot_curve(points: list[dict], path: Path, title: str = "") -> Path:
 def plot_bias_bars(bias: dict, path: Path, title: str = "", names=("pretrained", "dpo")
                    ) -> Path:
     """Grouped bars per true material: the signed log10 E bias of each policy (``bias``:
-    ``curve_summary.bias_by_material``) with its bootstrap 95 % interval; n = scenes whose
-    material the policy got right."""
+    ``curve_summary.bias_by_material``) with its bootstrap 95 % interval; under each
+    material n = its scenes whose material each policy got right (w/o | w/)."""
     materials = list(bias)
     x = np.arange(len(materials), dtype=float)
     width = 0.8 / len(names)
@@ -82,13 +82,13 @@ def plot_bias_bars(bias: dict, path: Path, title: str = "", names=("pretrained",
         items = [bias[m].get(name) for m in materials]
         mean, err = _errors(items)
         pos = x + (j - (len(names) - 1) / 2) * width
+        # no bar where no scene of the material has it right (n = 0 in the tick label)
         ax.bar(pos, np.nan_to_num(mean), width, yerr=err, capsize=3, color=f"C{j}",
                label=LABELS.get(name, name))
-        for px, item in zip(pos, items):
-            ax.annotate(f"n={item['n'] if item else 0}", (px, 0), textcoords="offset points",
-                        xytext=(0, -12), ha="center", fontsize=7)
     ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xticks(x, materials)
+    counts = [" | ".join(str(bias[m][n]["n"] if bias[m].get(n) else 0) for n in names)
+              for m in materials]
+    ax.set_xticks(x, [f"{m}\nn = {c}" for m, c in zip(materials, counts)])
     ax.set_ylabel(BIAS_AXIS)
     ax.set_title(title or "E bias per true material, before and after DPO")
     ax.legend(loc="best", fontsize=8)

@@ -142,7 +142,10 @@ def held_out_config(cfg: RunConfig, which: str) -> RunConfig | None:
     path = Path(cfg.data.path).parent / f"{which}.zarr"
     data = cfg.data.model_copy(update={"seed": seed, "n_scenes": n, "val_fraction": 0.0,
                                        "test_fraction": 0.0, "path": str(path)})
-    return cfg.model_copy(update={"data": data})
+    # a held-out store has no held-out stores of its own (and its seed is now data.seed)
+    ev = cfg.eval.model_copy(update={"val_scenes": 0, "test_scenes": 0})
+    return RunConfig.model_validate({**cfg.model_dump(), "data": data.model_dump(),
+                                     "eval": ev.model_dump()})
 
 
 def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix: str, run,
