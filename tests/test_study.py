@@ -56,6 +56,21 @@ def test_a_sub_run_with_other_settings_is_not_reused(tmp_path):
     check_reuse(_cfg(tmp_path, "dpo.lr=0.5"), ("data", "eval.test_scenes"))  # not compared
 
 
+def test_cli_refuses_bad_input_before_running_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from physgm.cli import app
+
+    runner = CliRunner()
+    assert "study" in runner.invoke(app, ["--help"]).output
+    res = runner.invoke(app, ["study", "--dpo-seeds", "0"])
+    assert res.exit_code == 2 and "--dpo-seeds" in res.output
+    res = runner.invoke(app, ["study", "--set", f"out_dir={tmp_path}/runs",
+                              "--set", "eval.test_scenes=0"])
+    assert res.exit_code == 2 and "eval.test_scenes" in res.output
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end_then_resumed(tmp_path, monkeypatch):
     from pipeline.study import run_study

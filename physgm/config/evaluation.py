@@ -35,10 +35,11 @@ class EvalConfig(_Section):
     tie_eps: float = Field(1e-3, ge=0, description="videos whose rewards differ by at most "
                            "this are a tie in the win rate (counted apart)")
     curve_every: int = Field(0, ge=0, description="DPO learner steps between snapshots of the "
-                             "physics head scored on validation scenes (the learning curve; "
-                             "0 = none)")
+                             "physics head (runs/<name>/dpo/curve/, plus step 0 and the last "
+                             "step) scored on validation scenes after DPO: the learning curve "
+                             "of runs/<name>/plots/dpo_curve.png (0 = none)")
     curve_scenes: int = Field(32, ge=1, description="validation scenes each snapshot is "
-                              "scored on")
+                              "scored on (cost: snapshots × curve_scenes simulations)")
 
     def seeds(self, data_seed: int) -> tuple[int, int]:
         """(validation seed, final test seed)."""
