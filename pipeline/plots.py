@@ -66,12 +66,15 @@ def make_plots(cfg: RunConfig, val: Optional[RunConfig], test_rows: list[dict], 
 
     plots = cfg.run_dir / "plots"
     bias = bias_by_material(test_rows)
-    plot_bias_bars(bias, plots / "E_bias_by_material.png",
-                   title=f"{cfg.name}: E bias per true material on {len(test_rows)} test scenes")
-    _write_json(plots / "E_bias_by_material.json", bias)
+    if bias:  # a store without true physics (a real capture) has no bias to show
+        plot_bias_bars(bias, plots / "E_bias_by_material.png", title=f"{cfg.name}: E bias per "
+                       f"true material on {len(test_rows)} test scenes")
+        _write_json(plots / "E_bias_by_material.json", bias)
     out = {"dir": str(plots), "E_bias_by_material": bias}
     if cfg.eval.curve_every:
         out["curve"] = score_and_plot_curve(cfg, val, run_id, plots, say)
-    tracking.log_artifacts(cfg, run_id, plots, "plots")
-    say(f"  plots: {', '.join(sorted(p.name for p in plots.glob('*.png')))} in {plots}/")
+    pngs = sorted(p.name for p in plots.glob("*.png"))
+    if pngs:
+        tracking.log_artifacts(cfg, run_id, plots, "plots")
+        say(f"  plots: {', '.join(pngs)} in {plots}/")
     return out

@@ -73,10 +73,14 @@ def test_snapshots_scored_plotted_and_logged(workdir):
         "dpo.steps": 5, "dpo.epochs": 3, "eval.curve_every": 2, "eval.curve_scenes": 2,
         "eval.val_scenes": 2, "eval.test_scenes": 2})
     say = lambda msg, transient=False: None  # noqa: E731
+    from learner.curve import save_snapshot
+
+    save_snapshot(cfg.run_dir, 99, {"w": torch.zeros(1)})  # left by an earlier DPO run
     dpo = train_dpo(cfg, None, say)
     assert dpo["steps"] == 5
     snaps = list_snapshots(cfg.run_dir)
-    assert [s for s, _ in snaps] == [0, 2, 4, 5]  # step 0, every 2 steps, and the last
+    # step 0, every 2 steps, and the last; a fresh run starts its curve anew
+    assert [s for s, _ in snaps] == [0, 2, 4, 5]
     pretrained = torch.load(snaps[0][1])["physics_head"]
     from physgm.model import load_model
 
@@ -105,12 +109,3 @@ def test_snapshots_scored_plotted_and_logged(workdir):
     assert sorted(m.step for m in history) == [0, 2, 4, 5]
     by_step = {m.step: m.value for m in history}
     assert by_step[4] == pytest.approx(curve["points"][2]["reward"])
-    # a fresh DPO run (not resumed) starts its curve anew
-    import shutil
-
-    from learner.state import checkpoint_dir
-
-    shutil.rmtree(checkpoint_dir(cfg.run_dir))
-    train_dpo(cfg.model_copy(update={"dpo": cfg.dpo.model_copy(update={"steps": 1})}), None,
-              say)
-    assert [s for s, _ in list_snapshots(cfg.run_dir)] == [0, 1]
