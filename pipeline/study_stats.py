@@ -153,8 +153,10 @@ def _num(v: float, places: int, sign: bool = False) -> str:
 
 def _row(label: str, a: dict, places: int) -> str:
     sign = a["min"] < 0 or "change" in label
+    d = a.get("data_ci")
+    data_ci = f"[{_num(d['lo'], places, sign)}, {_num(d['hi'], places, sign)}]" if d else "–"
     return (f"| {label} | {_num(a['mean'], places, sign)} | [{_num(a['lo'], places, sign)}, "
-            f"{_num(a['hi'], places, sign)}] | {_num(a['min'], places, sign)} … "
+            f"{_num(a['hi'], places, sign)}] | {data_ci} | {_num(a['min'], places, sign)} … "
             f"{_num(a['max'], places, sign)} | {_num(a['sd_data'], places)} | "
             f"{_num(a['sd_dpo'], places)} | {a['n']} |")
 
@@ -163,8 +165,8 @@ def format_study(study: dict) -> str:
     """The study table (markdown): every figure's mean, 95 % t-interval over runs, min … max
     and spreads, then the per-material E bias, then one line per run."""
     figs, runs = study["figures"], study["runs"]
-    head = ("| figure | mean | 95 % CI | min … max | sd data seeds | sd DPO seeds | runs |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| figure | mean | 95 % CI, runs | 95 % CI, data seeds | min … max | sd data seeds "
+            "| sd DPO seeds | runs |\n|---|---|---|---|---|---|---|---|")
     lines = [f"# physgm study {study['name']}: w/o vs w/ DPO on the final test store", "",
              f"{len(study['data_seeds'])} data seeds ({', '.join(map(str, study['data_seeds']))})"
              f" × {len(study['dpo_seeds'])} DPO seeds ({', '.join(map(str, study['dpo_seeds']))})"
@@ -194,8 +196,8 @@ def format_study(study: dict) -> str:
 
 INTERVAL = ("Student-t over the runs (mean ± t(0.975, R−1)·sd/√R); runs sharing a data seed "
             "share its scenes and pretraining, so when sd data seeds > sd DPO seeds that "
-            "interval is optimistic: study.json also holds data_ci, the t-interval over the "
-            "data-seed means")
+            "interval is optimistic, and the Student-t interval over the data-seed means "
+            "(df M−1; data_ci in study.json) is the one to trust")
 
 
 def study_metrics(figures: dict) -> dict[str, float]:

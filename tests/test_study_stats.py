@@ -103,7 +103,8 @@ def test_aggregate_table_and_metrics():
     assert figs["E_bias/jelly/shrink"]["mean"] == pytest.approx(1 - 0.3 / 0.7)
     assert figs["E_bias/jelly/shrink"]["lo"] == pytest.approx(1 - 0.3 / 0.7)  # no spread
     table = format_study(_study(runs))
-    assert "| win rate, ties half ↑ | 0.650 | [0.445, 0.855] | 0.500 … 0.800 |" in table
+    assert ("| win rate, ties half ↑ | 0.650 | [0.445, 0.855] | [0.650, 0.650] | 0.500 … 0.800 |"
+            in table)
     assert "| jelly shrink ↑ | 0.57 |" in table and "| sand w/o | -0.400 |" in table
     assert table.count("\n| 100 | ") == 2  # one line per run
     m = study_metrics(figs)
