@@ -40,7 +40,8 @@ class DPOSetup:
 
 
 def pretrained_path(cfg: RunConfig, checkpoint: Optional[str]) -> Path:
-    path = Path(checkpoint) if checkpoint else cfg.run_dir / "checkpoints" / "final"
+    """``checkpoint``, else ``dpo.init_checkpoint``, else runs/<name>/checkpoints/final."""
+    path = Path(checkpoint or cfg.dpo.init_checkpoint or cfg.run_dir / "checkpoints" / "final")
     if not path.exists():
         raise FileNotFoundError(f"pretrained checkpoint not found: {path} (run `physgm pretrain "
                                 f"--config …` first, or pass --checkpoint)")

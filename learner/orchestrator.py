@@ -24,6 +24,7 @@ import numpy as np
 import ray
 
 from learner.artifacts import DPOLog
+from learner.curve import clear_snapshots, save_snapshot, snapshot_path
 from learner.dpo import DPOSetup
 from learner.state import DPOState, build_tasks, save_state
 from physgm.config import RunConfig
@@ -106,6 +107,8 @@ class Orchestrator:
         self.last_metrics = metrics
         if st.step % cfg.dpo.log_videos_every == 0:
             self.want_videos = True
+        if cfg.eval.curve_every and st.step % cfg.eval.curve_every == 0:
+            self.snapshot()
         if st.step % cfg.dpo.checkpoint_every == 0:
             self.checkpoint()
         if self.on_step is not None:
@@ -142,6 +145,11 @@ class Orchestrator:
         return save_state(self.cfg.run_dir, self.state,
                           lambda d: ray.get(self.learner.save.remote(d)))
 
+    def snapshot(self) -> None:
+        """The learner's physics head now → runs/<name>/dpo/curve/ (learner.curve)."""
+        save_snapshot(self.cfg.run_dir, self.state.step,
+                      ray.get(self.learner.weights.remote()))
+
     def in_flight_tasks(self):
         return [task for _, task in self.in_flight.values()
                 if task.task_id not in self.state.done_tasks] + list(self.todo)
@@ -156,6 +164,10 @@ class Orchestrator:
         st.pending = []
         idle = self.idle
         max_steps = cfg.dpo.steps
+        curve = cfg.eval.curve_every
+        if curve and st.step == 0:  # a fresh run: no snapshot of an earlier one stays
+            clear_snapshots(cfg.run_dir)
+            save_snapshot(cfg.run_dir, 0, self.setup.model.physics_head.state_dict())
 
         def finished() -> bool:
             return max_steps is not None and st.step >= max_steps
@@ -193,6 +205,8 @@ class Orchestrator:
                     batch, st.buffer = st.buffer, []
                     self.learn(batch)
                 break
+        if curve and not snapshot_path(cfg.run_dir, st.step).is_file():
+            self.snapshot()  # the last step: the head that becomes checkpoints/dpo
         self.checkpoint()
         return st
 

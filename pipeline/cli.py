@@ -12,8 +12,9 @@ from physgm.cli_common import ConfigOpt, JsonOpt, SetOpt, echo_json, fail, get_c
 
 
 def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """``physgm run`` and ``physgm eval``."""
+    """``physgm run``, ``physgm study`` and ``physgm eval``."""
     root.command("run")(run)
+    root.command("study")(study)
     root.command("eval")(evaluate)
 
 
@@ -84,6 +85,40 @@ def run(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None
                "--host 127.0.0.1   (then open http://127.0.0.1:5000)")
     typer.echo(f"  demo page:  physgm serve --checkpoint {cfg.run_dir}/checkpoints/dpo   "
                f"(then open http://127.0.0.1:{cfg.serve.port}/)")
+
+
+def study(config: ConfigOpt = Path("configs/quickstart.yaml"), set_: SetOpt = None,
+          dpo_seeds: Annotated[int, typer.Option(
+              "--dpo-seeds", min=1, help="DPO seeds per data seed (dpo.seed, dpo.seed + 1, …)")]
+          = 3,
+          data_seeds: Annotated[int, typer.Option(
+              "--data-seeds", min=1, help="data + pretraining seeds (data.seed + 100·i, "
+              "seed + i), each its own training store and pretraining")] = 2,
+          name: Annotated[Optional[str], typer.Option(
+              help="study name: outputs under runs/<name>/ and runs/<name>-data<D>[-dpo<S>]/ "
+              "(default <config name>-study)")] = None,
+          json_: JsonOpt = False) -> None:
+    """Every headline figure of w/o vs w/ DPO on the final test store as a mean ± 95 %
+    t-interval over seeds: data and pretraining once per data seed, DPO and eval once per
+    (data seed, DPO seed). Writes runs/<name>/study.json and study.md and an MLflow parent
+    run; a second call reuses finished sub-runs."""
+    from pipeline.study import run_study
+    from runtime.ray_cluster import ClusterTooSmall
+
+    cfg = get_config(config, set_)
+    try:
+        result = run_study(cfg, name, data_seeds, dpo_seeds, say=_Say(quiet=json_))
+    except (ClusterTooSmall, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished sub-runs and stages are kept; the same `physgm "
+                   "study` command resumes", err=True)
+        raise typer.Exit(130)
+    if json_:
+        echo_json(result)
+        return
+    typer.echo(f"\nstudy done in {result['wall_s']:.0f} s: {cfg.out_dir}/{result['name']}/"
+               "study.md and study.json")
 
 
 def evaluate(

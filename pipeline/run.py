@@ -101,7 +101,8 @@ def register_models(cfg: RunConfig, pretrain_run_id: str | None, dpo_run_id: str
     return out
 
 
-def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
+def train_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    """DPO from ``dpo.init_checkpoint`` (or the run's pretraining), resumed if interrupted."""
     from learner.dpo import run_dpo
     from learner.state import has_checkpoint
 
@@ -110,11 +111,6 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
         say("  resuming DPO from its checkpoint")
     summary = run_dpo(cfg, resume=resume, parent_run_id=parent)
     summary.pop("coverage", None)
-    pretrained_run = (_done(cfg, "pretrain") or {}).get("mlflow_run_id")
-    summary["registered"] = register_models(cfg, pretrained_run, summary["mlflow_run_id"])
-    say(f"  registered MLflow model physgm: champion v{summary['registered']['champion']['version']}"
-        + (f", pretrained v{summary['registered']['pretrained']['version']}"
-           if "pretrained" in summary["registered"] else ""))
     if summary.get("loss_trend"):
         from learner.eval_stats import format_loss_trend
 
@@ -122,24 +118,41 @@ def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
     return summary
 
 
+def stage_dpo(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    """``train_dpo``, then both models registered in MLflow (the one the run serves)."""
+    summary = train_dpo(cfg, parent, say)
+    pretrained_run = (_done(cfg, "pretrain") or {}).get("mlflow_run_id")
+    summary["registered"] = register_models(cfg, pretrained_run, summary["mlflow_run_id"])
+    say(f"  registered MLflow model physgm: champion v{summary['registered']['champion']['version']}"
+        + (f", pretrained v{summary['registered']['pretrained']['version']}"
+           if "pretrained" in summary["registered"] else ""))
+    return summary
+
+
 def held_out_config(cfg: RunConfig, which: str) -> RunConfig | None:
     """The config whose ``data`` is the validation (``which="val"``) or final test store:
     ``eval.val_scenes`` / ``eval.test_scenes`` scenes made like the training data with their
-    own seed (``eval.seeds``), under the run; None when that count is 0."""
+    own seed (``eval.seeds``), in ``val.zarr`` / ``test.zarr`` beside ``data.path`` (so runs
+    that share a training store share its held-out stores: ``physgm study``); None when
+    that count is 0."""
     n = cfg.eval.val_scenes if which == "val" else cfg.eval.test_scenes
     if not n:
         return None
     seed = cfg.eval.seeds(cfg.data.seed)[0 if which == "val" else 1]
+    path = Path(cfg.data.path).parent / f"{which}.zarr"
     data = cfg.data.model_copy(update={"seed": seed, "n_scenes": n, "val_fraction": 0.0,
-                                       "test_fraction": 0.0,
-                                       "path": str(cfg.run_dir / f"{which}.zarr")})
-    return cfg.model_copy(update={"data": data})
+                                       "test_fraction": 0.0, "path": str(path)})
+    # a held-out store has no held-out stores of its own (and its seed is now data.seed)
+    ev = cfg.eval.model_copy(update={"val_scenes": 0, "test_scenes": 0})
+    return RunConfig.model_validate({**cfg.model_dump(), "data": data.model_dump(),
+                                     "eval": ev.model_dump()})
 
 
 def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix: str, run,
-             say: Callable) -> dict:
+             say: Callable) -> tuple[dict, list[dict]]:
     """w/o vs w/ DPO on ``split`` of ``cfg.data.path``: the table printed and written to
-    runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/val)."""
+    runs/<name>/<key>_table.txt, figures logged to MLflow under ``prefix`` (eval, eval/val)
+    → ({"summary", "table"}, per-scene rows)."""
     from learner.dpo import dpo_checkpoint_path, pretrained_path
     from learner.eval_summary import format_table, mlflow_metrics
     from learner.evaluate import run_comparison
@@ -156,13 +169,15 @@ def _compare(cfg: RunConfig, split: str, n_scenes: int | None, key: str, prefix:
     tracking.log_text(cfg, run_id, table, f"{key}_table.txt")
     tracking.log_dict(cfg, run_id, {"summary": summary, "scenes": rows}, f"{key}_scenes.json")
     (cfg.run_dir / f"{key}_table.txt").write_text(table + "\n")
-    return {"summary": summary, "table": table}
+    return {"summary": summary, "table": table}, rows
 
 
 def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
     """w/o vs w/ DPO on the validation store (MLflow eval/val/*: where settings are chosen),
     then on the final test store (eval/*: what is reported). Without an ``eval.test_scenes``
-    store, the test split of data.path stands in for it."""
+    store, the test split of data.path stands in for it. Then the plots (pipeline.plots:
+    the DPO curve on the validation store, the per-material E bias on the final test)."""
+    from pipeline.plots import make_plots
     from runtime import tracking
 
     out = {}
@@ -170,15 +185,16 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
         val = held_out_config(cfg, "val")
         if val is not None:
             say(f"  validation: {cfg.eval.val_scenes} scenes (seed {val.data.seed}):")
-            out["val"] = _compare(val, "all", None, "eval_val", "eval/val", run, say)
+            out["val"], _ = _compare(val, "all", None, "eval_val", "eval/val", run, say)
         test = held_out_config(cfg, "test")
         if test is not None:
             say(f"  final test: {cfg.eval.test_scenes} scenes (seed {test.data.seed}, used for "
                 "nothing else):")
-            out["test"] = _compare(test, "all", None, "eval_test", "eval", run, say)
+            out["test"], rows = _compare(test, "all", None, "eval_test", "eval", run, say)
         else:
             say("  held-out test split of the training store:")
-            out["test"] = _compare(cfg, "test", None, "eval_test", "eval", run, say)
+            out["test"], rows = _compare(cfg, "test", None, "eval_test", "eval", run, say)
+        out["plots"] = make_plots(cfg, val, rows, run.info.run_id, say)
     out["mlflow_run_id"] = run.info.run_id
     return out
 
@@ -193,28 +209,33 @@ RUNNERS = {"data": stage_data, "pretrain": stage_pretrain, "dpo": stage_dpo,
            "eval": stage_eval, "serve": stage_serve}
 
 
-def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = ()) -> dict:
-    """Run every stage not finished yet (or in ``redo``); returns {stage: summary}."""
+def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = (),
+                 runners: dict[str, Callable] | None = None) -> dict:
+    """Run every stage not finished yet (or in ``redo``); returns {stage: summary}.
+
+    ``runners``: {stage: function(cfg, parent run id, say) → summary} to run instead of
+    ``RUNNERS`` (in that order; ``physgm study`` runs data + pretrain, then dpo + eval)."""
     from runtime.ray_cluster import ensure_ray, log_dir
 
     t0 = time.perf_counter()
+    runners = RUNNERS if runners is None else runners
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     logs = ensure_ray(cfg, log_dir(cfg))
     say(f"Ray, Serve and Ray Train logs: {logs}/")
     parent = parent_run(cfg)
     results = {}
-    for i, stage in enumerate(STAGES, 1):
+    for i, (stage, runner) in enumerate(runners.items(), 1):
         done = _done(cfg, stage)
         if done is not None and stage not in redo:
-            say(f"[{i}/{len(STAGES)}] {stage}: done earlier, reused ({_stage_file(cfg, stage)})")
+            say(f"[{i}/{len(runners)}] {stage}: done earlier, reused ({_stage_file(cfg, stage)})")
             results[stage] = {**done, "reused": True}
             continue
-        say(f"[{i}/{len(STAGES)}] {stage} …")
+        say(f"[{i}/{len(runners)}] {stage} …")
         start = time.perf_counter()
-        summary = RUNNERS[stage](cfg, parent, say)
+        summary = runner(cfg, parent, say)
         summary["stage_wall_s"] = round(time.perf_counter() - start, 1)
         results[stage] = _finish(cfg, stage, summary)
-        say(f"[{i}/{len(STAGES)}] {stage}: done in {summary['stage_wall_s']:.0f} s")
+        say(f"[{i}/{len(runners)}] {stage}: done in {summary['stage_wall_s']:.0f} s")
     from runtime import tracking
 
     tracking.end_run(cfg, parent)

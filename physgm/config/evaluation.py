@@ -3,7 +3,8 @@
 Three disjoint sets of scenes, each synthesised with its own seed: DPO trains on the train
 split of ``data.path``; every choice of a setting is made on the *validation* store; the
 *final test* store has a seed used for nothing else and is scored once per reported run.
-Both are full scenes (views and a GT video) under ``runs/<name>/``.
+Both are full scenes (views and a GT video), ``val.zarr`` and ``test.zarr`` beside
+``data.path`` (runs/<name>/ for the quickstart).
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ class EvalConfig(_Section):
     """Held-out evaluation of the w/o vs w/ DPO comparison (learner/evaluate.py)."""
 
     val_scenes: int = Field(0, ge=0, description="scenes of the validation store "
-                            "(runs/<name>/val.zarr, data.seed + 1) that `physgm run` scores: "
+                            "(val.zarr beside data.path, data.seed + 1) that `physgm run` scores: "
                             "where settings are chosen")
     test_scenes: int = Field(0, ge=0, description="scenes of the final test store "
-                             "(runs/<name>/test.zarr) that `physgm run` scores once: what "
+                             "(test.zarr beside data.path) that `physgm run` scores once: what "
                              "is reported; chooses nothing")
     val_seed: Optional[int] = Field(None, description="seed of the validation store "
                                     "(None: data.seed + 1)")
@@ -34,10 +35,11 @@ class EvalConfig(_Section):
     tie_eps: float = Field(1e-3, ge=0, description="videos whose rewards differ by at most "
                            "this are a tie in the win rate (counted apart)")
     curve_every: int = Field(0, ge=0, description="DPO learner steps between snapshots of the "
-                             "physics head scored on validation scenes (the learning curve; "
-                             "0 = none)")
+                             "physics head (runs/<name>/dpo/curve/, plus step 0 and the last "
+                             "step) scored on validation scenes after DPO: the learning curve "
+                             "of runs/<name>/plots/dpo_curve.png (0 = none)")
     curve_scenes: int = Field(32, ge=1, description="validation scenes each snapshot is "
-                              "scored on")
+                              "scored on (cost: snapshots × curve_scenes simulations)")
 
     def seeds(self, data_seed: int) -> tuple[int, int]:
         """(validation seed, final test seed)."""

@@ -95,6 +95,10 @@ class DPOConfig(_Section):
     checkpoint_every: int = Field(10, ge=1, description="learner steps between checkpoints")
     log_videos_every: int = Field(10, ge=1, description="learner steps between GT | winner | "
                                   "loser video artifacts")
+    init_checkpoint: Optional[str] = Field(None, description="the pretrained checkpoint DPO "
+                                           "starts from and is compared with (None: "
+                                           "runs/<name>/checkpoints/final); lets several "
+                                           "DPO runs share one pretraining (physgm study)")
     seed: int = 0
 
     @model_validator(mode="after")

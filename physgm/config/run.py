@@ -38,7 +38,11 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _stores_apart(self):
         val, test = self.eval.seeds(self.data.seed)
-        if len({self.data.seed, val, test}) < 3:
+        # only the stores a run makes (eval.val_scenes / test_scenes > 0) must be apart: the
+        # config of a held-out store itself (pipeline.run.held_out_config) makes none
+        seeds = [self.data.seed] + ([val] if self.eval.val_scenes else []) + (
+            [test] if self.eval.test_scenes else [])
+        if len(set(seeds)) < len(seeds):
             raise ValueError(f"data.seed ({self.data.seed}), the validation seed ({val}) and the "
                              f"final test seed ({test}) must differ: the three stores must "
                              "hold different scenes (set eval.val_seed / eval.test_seed)")

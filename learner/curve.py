@@ -1,0 +1,122 @@
+"""The DPO learning curve: snapshots of the physics head during DPO, scored after it.
+
+    runs/<name>/dpo/curve/step_XXXXXX.pt   the head's weights after that many learner steps
+                                           (step_000000: the pretrained head)
+
+The orchestrator writes one every ``eval.curve_every`` learner steps and at the last step
+(``save_snapshot``); after DPO, ``score_curve`` simulates each snapshot's mode on the first
+``eval.curve_scenes`` scenes of the validation store with ``learner.evaluate.evaluate_scene``
+(all snapshots of a scene in one task, its GT simulated once) and summarises the rows with
+``learner.curve_summary.curve_figures``. Cost: snapshots × curve_scenes simulations (+ one
+GT simulation per scene).
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import ray
+import torch
+
+from learner.curve_summary import curve_figures, head_name
+from physgm.config import RunConfig
+
+_FILE = re.compile(r"step_(\d{6,})\.pt$")
+
+
+def curve_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "dpo" / "curve"
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    return curve_dir(run_dir) / f"{head_name(step)}.pt"
+
+
+def save_snapshot(run_dir: Path, step: int, head_state: dict) -> Path:
+    """Write the physics head's state dict (CPU tensors) after ``step`` learner steps,
+    atomically (a kill leaves no half file for the scoring to trip on)."""
+    path = snapshot_path(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": int(step), "physics_head": {k: v.detach().cpu().float()
+                                                    for k, v in head_state.items()}}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def clear_snapshots(run_dir: Path) -> None:
+    """Remove the snapshots of an earlier DPO run (a fresh run starts its curve anew)."""
+    for _, path in list_snapshots(run_dir):
+        path.unlink()
+
+
+def list_snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    """[(step, path)] of the snapshots under ``run_dir``, by step."""
+    d = curve_dir(run_dir)
+    found = [(int(m.group(1)), p) for p in d.glob("step_*.pt") if (m := _FILE.search(p.name))]
+    return sorted(found)
+
+
+def load_heads(model, snapshots: list[tuple[int, Path]]) -> dict:
+    """{head_name(step): physics head with that snapshot's weights} (eval mode, CPU)."""
+    heads = {}
+    for step, path in snapshots:
+        head = copy.deepcopy(model.physics_head)
+        head.load_state_dict(torch.load(path, weights_only=True)["physics_head"])
+        heads[head_name(step)] = head.eval()
+    return heads
+
+
+def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: int,
+                on_progress: Optional[Callable[[int, int], None]] = None
+                ) -> tuple[list[dict], list[dict]]:
+    """Score every snapshot under ``run_dir`` on the first ``n_scenes`` scenes of
+    ``val_cfg.data.path`` (all of them: a held-out store) → (curve points, rows).
+
+    ``pretrained``: the checkpoint whose frozen encoder gives the tokens (DPO changes only
+    the physics head). Scenes run as Ray tasks (one CPU each) when Ray is up."""
+    from physgm.model import load_model
+    from runtime.scenes import encode_scenes, scene_split
+
+    snapshots = list_snapshots(run_dir)
+    if not snapshots:
+        raise FileNotFoundError(f"no DPO snapshots under {curve_dir(run_dir)}: run DPO with "
+                                "eval.curve_every > 0")
+    ids = scene_split(val_cfg, "all")[:n_scenes]
+    model, _ = load_model(pretrained, "cpu")
+    tokens = encode_scenes(model, val_cfg, ids)
+    heads = load_heads(model, snapshots)
+    progress = on_progress or (lambda done, total: None)
+    if ray.is_initialized():
+        heads_ref = ray.put(heads)
+        refs = [_score_remote.remote(val_cfg, sid, heads_ref, tokens[sid]) for sid in ids]
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            progress(len(refs) - len(pending), len(refs))
+        rows = ray.get(refs)
+    else:
+        rows = []
+        for sid in ids:
+            rows.append(_score_one(val_cfg, sid, heads, tokens[sid]))
+            progress(len(rows), len(ids))
+    points = curve_figures(rows, [s for s, _ in snapshots], val_cfg.eval.tie_eps)
+    return points, rows
+
+
+def _score_one(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
+    from learner.evaluate import evaluate_scene
+    from reward.scorer import RewardScorer
+    from runtime.scenes import load_rollout_scene
+
+    torch.set_num_threads(1)
+    return evaluate_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), heads, tokens,
+                          RewardScorer(cfg.reward))
+
+
+@ray.remote(num_cpus=1)
+def _score_remote(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
+    return _score_one(cfg, scene_id, heads, tokens)
