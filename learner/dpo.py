@@ -24,7 +24,7 @@ class DPOSetup:
     """Everything the orchestrator drives, but the sim actors (it starts those itself).
 
     ``model``: the pretrained PhysGM (CPU; its physics head receives the final weights);
-    ``scene_ids`` / ``eval_ids``: train and test scene ids; ``tokens``: {scene id: (G, D)
+    ``scene_ids``: the training scenes (the train split of data.path); ``tokens``: {scene id: (G, D)
     float32} global tokens of the frozen encoder, and ``tokens_ref`` the same in the object
     store (each actor gets the one copy); ``learner``: the ``LearnerCore`` Ray actor;
     ``reward_handle``: the reward service's Serve DeploymentHandle."""
@@ -32,7 +32,6 @@ class DPOSetup:
     model: Any
     model_cfg: ModelConfig
     scene_ids: list[str]
-    eval_ids: list[str]
     tokens: dict
     tokens_ref: ray.ObjectRef
     learner: Any
@@ -62,8 +61,7 @@ def build_setup(cfg: RunConfig, checkpoint: Optional[str]) -> DPOSetup:
 
     model, model_cfg = load_model(pretrained_path(cfg, checkpoint), "cpu")
     scene_ids = scene_split(cfg, "train")
-    eval_ids = scene_split(cfg, "test")
-    tokens = encode_scenes(model, cfg, scene_ids + eval_ids,
+    tokens = encode_scenes(model, cfg, scene_ids,
                            cache=cfg.run_dir / "dpo" / "tokens.pt")
     use_gpu = cfg.dpo.learner_gpus > 0
     learner = ray.remote(LearnerCore).options(
@@ -73,7 +71,7 @@ def build_setup(cfg: RunConfig, checkpoint: Optional[str]) -> DPOSetup:
     reward = start_reward_service(cfg.reward)
     wait_ready({"the learner": learner.ready.remote()}, "the DPO learner to start")
     wait_serve_app("reward", "the reward service")
-    return DPOSetup(model=model, model_cfg=model_cfg, scene_ids=scene_ids, eval_ids=eval_ids,
+    return DPOSetup(model=model, model_cfg=model_cfg, scene_ids=scene_ids,
                     tokens=tokens, tokens_ref=ray.put(tokens), learner=learner,
                     reward_handle=reward)
 

@@ -221,7 +221,8 @@ def run_pipeline(cfg: RunConfig, say: Callable = print, redo: tuple[str, ...] = 
     runners = RUNNERS if runners is None else runners
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     logs = ensure_ray(cfg, log_dir(cfg))
-    say(f"Ray, Serve and Ray Train logs: {logs}/")
+    if logs is not None:
+        say(f"Ray, Serve and Ray Train logs: {logs}/")
     parent = parent_run(cfg)
     results = {}
     for i, (stage, runner) in enumerate(runners.items(), 1):

@@ -25,6 +25,9 @@ QUIET_LOGGERS = ("ray", "ray.serve", "ray.train", "ray.tune", "ray.data", "ray.u
                  "mlflow", "alembic")
 
 
+_LOGS: Optional[Path] = None  # the log folder of this process's Ray (None: the console)
+
+
 def log_dir(cfg: RunConfig) -> Path:
     """Where a run's Ray, Serve and Ray Train logs go: ``runs/<name>/logs``."""
     return cfg.run_dir / "logs"
@@ -46,8 +49,9 @@ def ensure_ray(cfg: Optional[RunConfig] = None, logs: Optional[Path] = None) -> 
 
     ``RAY_ADDRESS`` set: connect to that cluster. Otherwise a fresh local instance
     (``address="local"``: never a stray cluster on this host), no dashboard."""
+    global _LOGS
     if ray.is_initialized():
-        return logs
+        return _LOGS  # where this process's Ray sends its logs (set by the first call)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet = logs is not None
@@ -62,6 +66,7 @@ def ensure_ray(cfg: Optional[RunConfig] = None, logs: Optional[Path] = None) -> 
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
     if quiet:
         _link_session_logs(Path(logs))
+    _LOGS = logs
     return logs
 
 
