@@ -11,11 +11,11 @@ from physgm.config.loading import (ConfigError, build_config, dump_config, flatt
                                    parse_overrides)
 from physgm.config.evaluation import EvalConfig
 from physgm.config.preference import DPOConfig, RewardConfig
-from physgm.config.run import RunConfig
+from physgm.config.run import RunConfig, pretrain_store_config
 from physgm.config.sections import (DataConfig, ModelConfig, MPMConfig, PretrainConfig,
                                     RenderConfig)
 from physgm.config.serve import ServeConfig
 
 __all__ = ["ConfigError", "DPOConfig", "DataConfig", "EvalConfig", "MPMConfig", "ModelConfig", "PretrainConfig",
            "RenderConfig", "RewardConfig", "RunConfig", "ServeConfig", "build_config",
-           "dump_config", "flatten", "load_config", "parse_overrides"]
+           "dump_config", "flatten", "load_config", "parse_overrides", "pretrain_store_config"]

@@ -57,6 +57,11 @@ class DPOConfig(_Section):
                              "the DPO loss (TRL's rpo_alpha): anchors the Gaussian policy on "
                              "the winners instead of only pushing away from the losers")
     k: int = Field(4, ge=2, description="candidates sampled per scene")
+    encode_views: int = Field(4, ge=1, le=16, description="input views (the first V stored "
+                              "of each scene; fewer when it stores fewer) the frozen encoder "
+                              "sees for the tokens of DPO and of its w/o-vs-w/ evaluation "
+                              "(runtime.scenes.encode_scenes; part of the token cache key); "
+                              "4 = the paper's; at most model.max_views")
     sampling: Literal["independent", "shared_material", "mirrored"] = Field(
         "independent", description="how the K candidates are drawn from the policy: "
         "independent; shared_material (one material per scene, K parameter sets of it); "

@@ -2,9 +2,15 @@
 ``model`` and ``pretrain``, and ``_Section``, the base every section model shares."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# added to data.seed for the pretraining store (data.pretrain_scenes): a seed no other
+# store of a run uses (validation: data.seed + 1, final test: data.seed + 7919; the
+# data seeds of `physgm study` step by 100)
+PRETRAIN_SEED_OFFSET = 3571
 
 
 class _Section(BaseModel):
@@ -123,9 +129,49 @@ class DataConfig(_Section):
     max_attempts: int = Field(8, ge=1, description="resamples of a scene whose simulation "
                               "is unstable or escapes before it counts as failed")
     device: Literal["cpu", "cuda", "auto"] = Field("auto", description="rendering device")
+    image_only: bool = Field(False, description="write image-only scenes: views, masks, "
+                             "cameras, the object (particles, volumes, Gaussians), true "
+                             "physics, label, appearance and shape, drawn exactly as full "
+                             "scenes are, but no simulation and no GT video (pretraining "
+                             "reads none; DPO and its evaluation refuse such a store). "
+                             "`physgm data synth --image-only`")
+    pretrain_scenes: int = Field(0, ge=0, le=10_000_000, description="image-only scenes of "
+                                 "a separate pretraining store (data.pretrain_path) that "
+                                 "`physgm run` synthesises and pretraining trains on (its "
+                                 "train split) and validates on (its val split, "
+                                 "data.val_fraction); DPO and evaluation keep data.path. "
+                                 "0 = pretrain on data.path")
+    pretrain_path: Optional[str] = Field(None, description="the pretraining store (None: "
+                                         "<data.path's stem>-pretrain.zarr beside data.path)")
+    pretrain_seed: Optional[int] = Field(None, description="seed of the pretraining store "
+                                         f"(None: data.seed + {PRETRAIN_SEED_OFFSET}); must "
+                                         "differ from data.seed and the validation and final "
+                                         "test seeds")
+
+    def pretrain_store(self) -> Optional[str]:
+        """Path of the pretraining store, or None when pretraining reads data.path
+        (``pretrain_scenes`` = 0)."""
+        if not self.pretrain_scenes:
+            return None
+        if self.pretrain_path:
+            return self.pretrain_path
+        p = Path(self.path)
+        return str(p.parent / f"{p.stem}-pretrain.zarr")
+
+    def pretrain_store_seed(self) -> int:
+        """Seed of the pretraining store (``pretrain_seed`` or data.seed + offset)."""
+        return self.seed + PRETRAIN_SEED_OFFSET if self.pretrain_seed is None \
+            else self.pretrain_seed
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.pretrain_path and not self.pretrain_scenes:
+            raise ValueError("data.pretrain_path names a pretraining store: set "
+                             "data.pretrain_scenes > 0 too (0 = pretrain on data.path)")
+        if self.pretrain_scenes and Path(self.pretrain_store()).resolve() == \
+                Path(self.path).resolve():
+            raise ValueError(f"data.pretrain_path ({self.pretrain_path}) must differ from "
+                             "data.path: the pretraining store is image-only, DPO needs videos")
         for name in ("object_size_m", "drop_height_m", "view_radius_m", "view_elevation_deg"):
             lo, hi = getattr(self, name)
             if not lo <= hi:
@@ -227,11 +273,18 @@ class PretrainConfig(_Section):
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW (β1, β2)")
     eps: float = Field(1e-8, gt=0, description="AdamW ε")
     bf16: bool = Field(True, description="bf16 mixed precision on GPU (CPU always runs fp32)")
-    views: tuple[int, int] = Field((1, 4), description="(min, max) input views per training "
-                                   "scene, drawn per scene")
+    views: tuple[int, int] = Field((1, 4), description="(min, max) input views of a "
+                                   "training batch: one V per batch, every V in the range "
+                                   "equally often (pretrain.loader.ShardedBatches)")
     n_targets: int = Field(1, ge=1, description="held-out views rendered per scene for the "
                            "image losses")
     val_views: int = Field(2, ge=1, description="input views per held-out scene in validation")
+    report_views: list[int] = Field(default_factory=lambda: [1, 2, 4], max_length=16,
+                                    description="input view counts at which validation and "
+                                    "`physgm eval` also report material accuracy "
+                                    "(pretrain/material_acc/v<V>; each 1 ≤ V ≤ "
+                                    "model.max_views; scenes storing fewer views are left "
+                                    "out of that V)")
     val_scenes: int = Field(0, ge=0, description="held-out scenes per validation (0 = all)")
     log_every: int = Field(10, ge=1, description="steps between metric logs")
     keep_checkpoints: int = Field(2, ge=1, description="step checkpoints kept besides 'final'")
@@ -256,4 +309,8 @@ class PretrainConfig(_Section):
         if not 1 <= lo <= hi:
             raise ValueError(f"pretrain.views must be (min, max) with 1 ≤ min ≤ max, got "
                              f"{self.views}")
+        if any(v < 1 for v in self.report_views) or \
+                len(set(self.report_views)) != len(self.report_views):
+            raise ValueError(f"pretrain.report_views must be distinct view counts ≥ 1, got "
+                             f"{self.report_views}")
         return self

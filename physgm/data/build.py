@@ -4,6 +4,9 @@ Workers (a spawn-context process pool of ``data.workers``; in-process when 1) ea
 whole scenes; the parent process is the only writer of the store. A scene whose group
 exists with ``complete`` set is skipped on a re-run; a partially written one is deleted and
 redone. The splits are recomputed over all complete scenes at the end.
+
+``data.image_only`` makes a store of image-only scenes (no simulation, no video; for
+pretraining): it is part of the generator settings, so one store never mixes both kinds.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from physgm.config import RunConfig
 
 # Settings that change what a scene looks like: a store must not mix two of them.
 _VOLATILE = {"path", "n_scenes", "workers", "device", "max_attempts", "val_fraction",
-             "test_fraction"}
+             "test_fraction", "pretrain_scenes", "pretrain_path", "pretrain_seed"}
 
 
 @dataclass
@@ -36,6 +39,7 @@ class SynthReport:
     resample_statuses: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     workers: int = 1
+    image_only: bool = False
 
     @property
     def scenes_per_min(self) -> float:
@@ -46,6 +50,7 @@ class SynthReport:
                 "skipped": len(self.skipped), "redone": len(self.redone),
                 "failed": len(self.failed), "resampled": self.resampled,
                 "resample_statuses": self.resample_statuses, "workers": self.workers,
+                "image_only": self.image_only,
                 "wall_s": round(self.wall_s, 2), "scenes_per_min": round(self.scenes_per_min, 2)}
 
 
@@ -111,12 +116,15 @@ def synthesize(out: str | Path, cfg: RunConfig, n_scenes: Optional[int] = None,
     signature = generator_signature(cfg)
     stored = root.attrs.get("generator")
     if stored and list_scenes(root, complete_only=False):
+        # stores written before data.image_only existed hold full scenes
+        stored = {**stored, "data": {"image_only": False, **stored.get("data", {})}}
         diff = _differences(stored, signature)
         if diff:
             raise StoreError(f"{out} holds scenes generated with other settings; use a new "
                              "--out or the same config:\n  " + "\n  ".join(diff))
     root.attrs["generator"] = signature
-    report = SynthReport(path=str(out), requested=n, workers=workers)
+    report = SynthReport(path=str(out), requested=n, workers=workers,
+                         image_only=cfg.data.image_only)
     todo = []
     present, complete = set(list_scenes(root, complete_only=False)), set(list_scenes(root))
     for i in range(n):

@@ -28,6 +28,14 @@ def synth(
     out: Annotated[Optional[Path], typer.Option(help="zarr store to write (default "
                                                 "data.path); re-running resumes it")] = None,
     workers: Annotated[Optional[int], typer.Option(help="processes (default data.workers)")] = None,
+    image_only: Annotated[bool, typer.Option(
+        "--image-only", help="image-only scenes (views, cameras, object, true physics, "
+        "labels; no simulation, no GT video): for pretraining, many times faster; DPO and "
+        "evaluation refuse such a store (sets data.image_only)")] = False,
+    pretrain: Annotated[bool, typer.Option(
+        "--pretrain", help="the config's pretraining store: data.pretrain_scenes image-only "
+        "scenes with the pretraining seed at data.pretrain_path (what `physgm run` makes); "
+        "--scenes and --out still override")] = False,
     config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Generate synthetic scenes (views, GT video, true physics, noisy labels) in parallel.
@@ -35,10 +43,18 @@ def synth(
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
+    from physgm.config import pretrain_store_config
     from physgm.data.build import synthesize
     from physgm.data.store import StoreError
 
     cfg = get_config(config, set_)
+    if pretrain:
+        cfg = pretrain_store_config(cfg)
+        if cfg is None:
+            fail("--pretrain makes the pretraining store of data.pretrain_scenes, which is 0: "
+                 "set it (e.g. --set data.pretrain_scenes=640)")
+    if image_only:
+        cfg.data.image_only = True
     path = out or Path(cfg.data.path)
     try:
         if json_:
@@ -57,7 +73,8 @@ def synth(
     if json_:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{summary['written']} scenes written, {summary['skipped']} already there, "
+        kind = "image-only scenes" if report.image_only else "scenes"
+        typer.echo(f"{summary['written']} {kind} written, {summary['skipped']} already there, "
                    f"{summary['resampled']} resampled (unstable/escaped), {summary['failed']} "
                    f"failed · {summary['wall_s']} s · {summary['scenes_per_min']} scenes/min "
                    f"({report.workers} workers) → {path}")
@@ -73,7 +90,8 @@ def show(
                    ] = Path("."),
     config: ConfigOpt = None, set_: SetOpt = None,
 ) -> None:
-    """Write a contact sheet (input views + video frames + physics) and the GT video."""
+    """Write a contact sheet (input views + video frames + physics) and the GT video (an
+    image-only scene: the views only)."""
     import imageio.v3 as iio
 
     from physgm.data.preview import contact_sheet
@@ -88,6 +106,9 @@ def show(
     out.mkdir(parents=True, exist_ok=True)
     sheet = out / f"{scene}_sheet.png"
     iio.imwrite(sheet, contact_sheet(s))
+    if s.video is None:
+        typer.echo(f"{sheet}\n(an image-only scene: no GT video)")
+        return
     fps = 1.0 / s.sim["frame_dt"] if s.sim.get("frame_dt") else 25.0
     video = write_video(out / f"{scene}_video.mp4", s.video, fps=fps)
     typer.echo(f"{sheet}\n{video}")

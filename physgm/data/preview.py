@@ -28,13 +28,17 @@ def _row(frames: np.ndarray, tile: int, n: int) -> np.ndarray:
 
 def contact_sheet(scene: Scene, max_frames: int = 8, tile: int = TILE_PX) -> np.ndarray:
     """(H, W, 3) uint8: row 1 the input views, row 2 ``max_frames`` video frames evenly
-    spaced over the video, then two caption lines (true and label)."""
+    spaced over the video (none for an image-only scene), then two caption lines (true and
+    label)."""
     import cv2
 
-    idx = np.unique(np.linspace(0, len(scene.video) - 1, min(max_frames, len(scene.video)))
-                    .round().astype(int))
-    n = max(len(scene.images), len(idx))
-    sheet = np.concatenate([_row(scene.images, tile, n), _row(scene.video[idx], tile, n)], 0)
+    rows = [scene.images]
+    if scene.video is not None:
+        idx = np.unique(np.linspace(0, len(scene.video) - 1,
+                                    min(max_frames, len(scene.video))).round().astype(int))
+        rows.append(scene.video[idx])
+    n = max(len(r) for r in rows)
+    sheet = np.concatenate([_row(r, tile, n) for r in rows], 0)
     text = np.zeros((44, sheet.shape[1], 3), np.uint8)
     for k, line in enumerate([_caption("true", scene.true), _caption("label", scene.label)]):
         cv2.putText(text, f"{scene.scene_id}  {line}"[:160], (6, 17 + 20 * k),

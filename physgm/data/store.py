@@ -11,7 +11,8 @@
         video      (T, H, W, 3) uint8    ground-truth video (T = n_frames + 1)
         video_alpha (T, H, W)   uint8    its masks
         video_K    (3, 3)       float32
-        video_c2w  (4, 4)       float32
+        video_c2w  (4, 4)       float32   (the four video arrays: none in an image-only
+                                          scene, see ``has_video`` / ``is_image_only``)
         particles  (N, 3)       float32  rest-pose MPM particles [m]  (synthetic only)
         volumes    (N,)         float32  particle volumes [m³]        (synthetic only)
         gaussians/{means (N,3), scales (N,3), quats (N,4), opacities (N,), colors (N,3)}
@@ -36,8 +37,9 @@ FORMAT = "physgm-scenes/1"
 SCENES = "scenes"
 GAUSSIAN_FIELDS = ("means", "scales", "quats", "opacities", "colors")
 SPLITS = ("train", "val", "test")
-REQUIRED = ("images", "K", "c2w", "video", "video_K", "video_c2w")
-ARRAYS = REQUIRED + ("alpha", "video_alpha", "particles", "volumes")
+REQUIRED = ("images", "K", "c2w")
+VIDEO = ("video", "video_K", "video_c2w")   # all or none (none: an image-only scene)
+ARRAYS = REQUIRED + VIDEO + ("alpha", "video_alpha", "particles", "volumes")
 
 
 class StoreError(ValueError):
@@ -49,15 +51,17 @@ class Scene:
     """One scene in memory (numpy arrays; shapes as in the module docstring).
 
     ``true``/``label``: PhysParams or None (real data may have neither); ``particles``,
-    ``volumes`` and ``gaussians`` (dict of the five Gaussian fields) are None for real data.
+    ``volumes`` and ``gaussians`` (dict of the five Gaussian fields) are None for real data;
+    ``video``, ``video_K``, ``video_c2w`` (and ``video_alpha``) are None for an image-only
+    scene (``physgm data synth --image-only``).
     """
 
     images: np.ndarray
     K: np.ndarray
     c2w: np.ndarray
-    video: np.ndarray
-    video_K: np.ndarray
-    video_c2w: np.ndarray
+    video: Optional[np.ndarray]
+    video_K: Optional[np.ndarray]
+    video_c2w: Optional[np.ndarray]
     alpha: Optional[np.ndarray] = None
     video_alpha: Optional[np.ndarray] = None
     particles: Optional[np.ndarray] = None
@@ -76,8 +80,15 @@ class Scene:
     def validate(self) -> None:
         """Raise StoreError naming the first array whose shape or dtype breaks the layout."""
         v, h, w = self.images.shape[:3] if self.images.ndim == 4 else (-1, -1, -1)
-        t = self.video.shape[0] if self.video.ndim == 4 else -1
-        th, tw = self.video.shape[1:3] if self.video.ndim == 4 else (-1, -1)
+        absent = [n for n in VIDEO if getattr(self, n) is None]
+        if absent and len(absent) < len(VIDEO) or self.video is None and \
+                self.video_alpha is not None:
+            raise StoreError(f"scene {self.scene_id!r}: video, video_K and video_c2w come "
+                             "together, and video_alpha only with them (an image-only "
+                             f"scene has none of the four); missing {absent}")
+        video = self.video if self.video is not None else np.zeros((0,), np.uint8)
+        t = video.shape[0] if video.ndim == 4 else -1
+        th, tw = video.shape[1:3] if video.ndim == 4 else (-1, -1)
         checks = [("images", self.images, (v, h, w, 3), np.uint8),
                   ("K", self.K, (v, 3, 3), None), ("c2w", self.c2w, (v, 4, 4), None),
                   ("video", self.video, (t, th, tw, 3), np.uint8),
@@ -188,7 +199,8 @@ def is_complete(root, scene_id: str) -> bool:
 
 def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) -> Scene:
     """Read ``scenes/<scene_id>``. ``arrays`` limits what is read (default: everything);
-    arrays not read are None (or empty (0, …) for the required image ones)."""
+    arrays not read are None, or empty (0,) for images, K, c2w, video, video_K and
+    video_c2w; arrays not stored are None (an image-only scene: the video ones)."""
     g = _group(root, scene_id)
     if not g.attrs.get("complete", False):
         raise StoreError(f"scene {scene_id!r} is incomplete (interrupted write): re-run "
@@ -208,10 +220,13 @@ def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) ->
     a = {name: get(name) for name in ARRAYS}
     empty = np.zeros((0,), np.float32)
     required = {n: (a[n] if a[n] is not None else empty) for n in REQUIRED}
+    # video arrays: empty when not read, None when the scene stores none (image-only)
+    video = {n: a[n] if a[n] is not None or arrays is None or n in arrays else empty
+             for n in VIDEO}
     attrs = dict(g.attrs)
     known = {"true", "label", "sim", "shape", "appearance", "seed", "source", "complete"}
     return Scene(
-        **required, alpha=a["alpha"], video_alpha=a["video_alpha"],
+        **required, **video, alpha=a["alpha"], video_alpha=a["video_alpha"],
         particles=a["particles"], volumes=a["volumes"], gaussians=gaussians,
         true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
         label=PhysParams(**attrs["label"]) if attrs.get("label") else None,
@@ -224,6 +239,27 @@ def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) ->
 def scene_attrs(root, scene_id: str) -> dict:
     """The scene group's attributes (true, label, sim, …) without reading any array."""
     return dict(_group(root, scene_id).attrs)
+
+
+def has_video(root, scene_id: str) -> bool:
+    """Whether the scene stores a GT video (False for an image-only scene)."""
+    return "video" in _group(root, scene_id)
+
+
+def is_image_only(root) -> bool:
+    """Whether the store was written by ``physgm data synth --image-only`` (root attribute
+    ``generator``: its scenes have no GT video)."""
+    generator = root.attrs.get("generator") or {}
+    return bool((generator.get("data") or {}).get("image_only", False))
+
+
+def require_videos(root, path, what: str = "DPO and its evaluation") -> None:
+    """Raise StoreError when the store at ``path`` is image-only: ``what`` needs GT videos."""
+    if is_image_only(root):
+        raise StoreError(f"{path} is an image-only store (`physgm data synth --image-only`, "
+                         f"no GT videos, for pretraining): {what} need full scenes with a GT "
+                         "video; point data.path (or --data) at a store written without "
+                         "--image-only")
 
 
 def list_scenes(root, complete_only: bool = True) -> list[str]:

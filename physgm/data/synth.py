@@ -10,6 +10,10 @@ scenes), which also keeps the MPM reductions in a fixed order.
 
 A simulation that ends "unstable" or "escaped" is never stored: the scene is redrawn with
 the next ``attempt`` (up to ``data.max_attempts``).
+
+``data.image_only`` skips the simulation and the video and nothing else: an image-only
+scene holds exactly the views, object, physics and label of the full scene drawn from the
+same seed (every draw happens before the simulation), and no draw is ever redone.
 """
 from __future__ import annotations
 
@@ -149,7 +153,8 @@ def _initial_velocity(rng: np.random.Generator, cfg: RunConfig) -> np.ndarray:
 
 def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
     """One draw of a scene from ``np.random.default_rng(seed)``; returns (scene, "ok") or
-    (None, status) when the simulation was not "ok"."""
+    (None, status) when the simulation was not "ok". With ``data.image_only`` nothing is
+    simulated: the scene has no video (status "not_simulated" in its ``sim`` attribute)."""
     rng = np.random.default_rng(seed)
     d = cfg.data
     sim_cfg = video_sim_config(cfg)
@@ -177,25 +182,34 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
                           elevation_deg=tuple(d.view_elevation_deg), target=centre,
                           fov_deg=d.view_fov_deg, width=d.image_size, height=d.image_size)
     volumes = np.full(len(particles), spacing ** 3, np.float32)
-    result = simulate(particles, true, sim_cfg, volumes=volumes, velocities=velocity)
-    if result.status != "ok":
-        return None, result.status
+    result = None
+    if not d.image_only:
+        result = simulate(particles, true, sim_cfg, volumes=volumes, velocities=velocity)
+        if result.status != "ok":
+            return None, result.status
     images, alpha = render_views(g, cams, cfg)
-    vcam = video_camera(cfg)
-    video, video_alpha = render_trajectory(g, result.positions, result.deformation, vcam, cfg)
+    video = video_alpha = video_K = video_c2w = None
+    if result is not None:
+        vcam = video_camera(cfg)
+        video, video_alpha = render_trajectory(g, result.positions, result.deformation, vcam,
+                                               cfg)
+        video_K, video_c2w = vcam.K.numpy(), vcam.c2w.numpy()
 
     gc = g.to("cpu")
     sim_attrs = {"grid_res": sim_cfg.grid_res, "domain_size": sim_cfg.domain_size,
-                 "frame_dt": sim_cfg.frame_dt, "n_frames": sim_cfg.n_frames,
-                 "boundary": sim_cfg.boundary, "friction": sim_cfg.friction,
-                 "gravity": list(sim_cfg.gravity), "initial_velocity": velocity.tolist(),
-                 "spacing_m": float(spacing), "substep_dt": float(result.substep_dt),
-                 "substeps_per_frame": int(result.substeps_per_frame),
-                 "sim_wall_s": round(float(result.wall_s), 3), "status": result.status}
+                 "frame_dt": sim_cfg.frame_dt, "boundary": sim_cfg.boundary,
+                 "friction": sim_cfg.friction, "gravity": list(sim_cfg.gravity),
+                 "initial_velocity": velocity.tolist(), "spacing_m": float(spacing),
+                 "status": "not_simulated"}
+    if result is not None:
+        sim_attrs.update({"n_frames": sim_cfg.n_frames, "substep_dt": float(result.substep_dt),
+                          "substeps_per_frame": int(result.substeps_per_frame),
+                          "sim_wall_s": round(float(result.wall_s), 3),
+                          "status": result.status})
     scene = Scene(
         images=images, alpha=alpha,
         K=np.stack([c.K.numpy() for c in cams]), c2w=np.stack([c.c2w.numpy() for c in cams]),
-        video=video, video_alpha=video_alpha, video_K=vcam.K.numpy(), video_c2w=vcam.c2w.numpy(),
+        video=video, video_alpha=video_alpha, video_K=video_K, video_c2w=video_c2w,
         particles=particles, volumes=volumes,
         gaussians={"means": gc.means.numpy(), "scales": gc.scales.numpy(),
                    "quats": gc.quats.numpy(), "opacities": gc.opacities.numpy(),
