@@ -1,11 +1,14 @@
-"""Benchmark: synthetic scene generation (`physgm data synth`) throughput.
+"""Benchmark: synthetic scene generation (`physgm data synth`) throughput, full scenes
+(views + simulated GT video) beside image-only scenes (`--image-only`: views, object,
+physics and labels, no simulation, no video; what pretraining reads).
 
-Generates ``--scenes`` scenes of the given config into a temporary store with each worker
-count of ``--workers`` and reports scenes per minute (pool start-up included), the mean
-seconds per scene spent in simulation, and the store size. Prints one JSON line:
+Generates ``--scenes`` scenes of the given config into a temporary store for each worker
+count of ``--workers`` and each kind of ``--kinds``, and reports scenes per minute (pool
+start-up included), the mean seconds per scene spent in simulation, the store size, and
+per worker count the ratio image-only / full scenes per minute. Prints one JSON line:
 
     python benchmarks/bench_data.py [--config configs/quickstart.yaml] [--scenes 12]
-        [--workers 1,2] [--set data.image_size=64 ...]
+        [--workers 1,2] [--kinds full,image_only] [--set data.image_size=64 ...]
 """
 from __future__ import annotations
 
@@ -17,33 +20,56 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+KINDS = ("full", "image_only")
+
 
 def _size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2 ** 20
 
 
-def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list[str]) -> dict:
-    from physgm.config import load_config
+def _one(cfg, kind: str, scenes: int, workers: int) -> dict:
     from physgm.data.build import synthesize
     from physgm.data.store import open_store, scene_attrs
 
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.image_only = kind == "image_only"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.zarr"
+        report = synthesize(out, cfg, n_scenes=scenes, workers=workers)
+        root = open_store(out)
+        sim_s = [scene_attrs(root, sid)["sim"].get("sim_wall_s", 0.0) for sid in report.written]
+        return {"kind": kind, "workers": workers,
+                **{k: v for k, v in report.summary().items()
+                   if k in ("written", "resampled", "wall_s", "scenes_per_min")},
+                "sim_s_per_scene": round(sum(sim_s) / max(len(sim_s), 1), 3),
+                "store_mb": round(_size_mb(out), 2)}
+
+
+def ratios(rows: list[dict]) -> dict[str, float]:
+    """{workers: image-only scenes/min ÷ full scenes/min} where both kinds ran."""
+    by = {(r["kind"], r["workers"]): r["scenes_per_min"] for r in rows}
+    return {str(w): round(by[("image_only", w)] / by[("full", w)], 2)
+            for (kind, w) in by if kind == "full" and ("image_only", w) in by
+            and by[("full", w)] > 0}
+
+
+def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list[str],
+        kinds: Sequence[str] = KINDS) -> dict:
+    from physgm.config import load_config
+
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise ValueError(f"kinds must be among {', '.join(KINDS)}, got {list(kinds)}")
+    if scenes < 1 or not workers or min(workers) < 1:
+        raise ValueError(f"need scenes ≥ 1 and worker counts ≥ 1, got {scenes} and "
+                         f"{list(workers)}")
     cfg = load_config(config, overrides)
-    rows = []
-    for w in workers:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "bench.zarr"
-            report = synthesize(out, cfg, n_scenes=scenes, workers=w)
-            root = open_store(out)
-            sim_s = [scene_attrs(root, sid)["sim"]["sim_wall_s"] for sid in report.written]
-            rows.append({"workers": w, **{k: v for k, v in report.summary().items()
-                                          if k in ("written", "resampled", "wall_s",
-                                                   "scenes_per_min")},
-                         "sim_s_per_scene": round(sum(sim_s) / max(len(sim_s), 1), 3),
-                         "store_mb": round(_size_mb(out), 2)})
+    rows = [_one(cfg, kind, scenes, w) for w in workers for kind in kinds]
     return {"benchmark": "data_synth", "config": config, "scenes": scenes,
             "image_size": cfg.data.image_size, "video_frames": cfg.data.video_frames,
             "n_views": cfg.data.n_views, "grid_res": cfg.sim.grid_res,
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows}
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows,
+            "image_only_speedup": ratios(rows)}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -51,11 +77,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--config", default="configs/quickstart.yaml")
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="comma-separated: full, image_only")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", action="store_true", help="(always one JSON line)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     result = run(args.config, args.scenes, [int(w) for w in args.workers.split(",")],
-                 args.overrides)
+                 args.overrides, [k for k in args.kinds.split(",") if k])
     print(_json.dumps(result))
     return result
 

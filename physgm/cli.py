@@ -171,7 +171,9 @@ def bench_render(ctx: typer.Context) -> None:
 
 @bench_app.command("data", context_settings=PASS_THROUGH)
 def bench_data(ctx: typer.Context) -> None:
-    """Scenes per minute of `physgm data synth` per worker count (one JSON line)."""
+    """Scenes per minute of `physgm data synth` per worker count, full scenes beside
+    image-only ones, and their ratio. Options: --scenes N --workers 1,2
+    --kinds full,image_only --config FILE --set … (one JSON line)."""
     run_benchmark("data", list(ctx.args))
 
 

@@ -1,6 +1,7 @@
 """``physgm run``: the whole pipeline on one machine, stage by stage.
 
-    synth data → pretrain (DeepSpeed on Ray Train) → DPO (actors, reward, learner)
+    synth data (DPO store, image-only pretraining store, validation and test stores)
+    → pretrain (DeepSpeed on Ray Train) → DPO (actors, reward, learner)
     → eval table (w/o vs w/ DPO) → Ray Serve up → one prediction → how to look further
 
 Everything goes under ``runs/<name>/``. Each finished stage leaves
@@ -74,9 +75,26 @@ def synthesize_held_out(cfg: RunConfig, say: Callable) -> dict:
     return out
 
 
+def synthesize_pretrain(cfg: RunConfig, say: Callable) -> dict:
+    """The image-only pretraining store (``data.pretrain_scenes`` > 0), else nothing."""
+    from physgm.config import pretrain_store_config
+
+    pre = pretrain_store_config(cfg)
+    if pre is None:
+        return {}
+    return {"pretrain": _synthesize(pre, f"pretraining, image-only (seed {pre.data.seed})",
+                                    say)}
+
+
 def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
-    """The DPO store (data.path), and the validation and final test stores (``eval``)."""
-    return {"train": _synthesize(cfg, "training", say), **synthesize_held_out(cfg, say)}
+    """The DPO store (data.path), the image-only pretraining store (``data.pretrain_scenes``)
+    and the validation and final test stores (``eval``)."""
+    if cfg.data.image_only:
+        raise ValueError("data.image_only would make data.path (the DPO store) image-only, but "
+                         "DPO and evaluation need GT videos: to pretrain on image-only scenes "
+                         "set data.pretrain_scenes instead")
+    return {"train": _synthesize(cfg, "training", say), **synthesize_pretrain(cfg, say),
+            **synthesize_held_out(cfg, say)}
 
 
 def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
@@ -141,7 +159,10 @@ def held_out_config(cfg: RunConfig, which: str) -> RunConfig | None:
     seed = cfg.eval.seeds(cfg.data.seed)[0 if which == "val" else 1]
     path = Path(cfg.data.path).parent / f"{which}.zarr"
     data = cfg.data.model_copy(update={"seed": seed, "n_scenes": n, "val_fraction": 0.0,
-                                       "test_fraction": 0.0, "path": str(path)})
+                                       "test_fraction": 0.0, "path": str(path),
+                                       "image_only": False, "pretrain_scenes": 0,
+                                       "pretrain_path": None,
+                                       "pretrain_seed": None})
     # a held-out store has no held-out stores of its own (and its seed is now data.seed)
     ev = cfg.eval.model_copy(update={"val_scenes": 0, "test_scenes": 0})
     return RunConfig.model_validate({**cfg.model_dump(), "data": data.model_dump(),

@@ -9,7 +9,9 @@ the base config, synthesised once beside the training stores). Layout, for a stu
 ``<s>`` (default ``<name>-study``):
 
     runs/<s>/                   study.json, study.md, config.yaml (the base config),
-                                data<D>.zarr (training store of data seed D), val.zarr, test.zarr
+                                data<D>.zarr (training store of data seed D; with
+                                data.pretrain_scenes also data<D>-pretrain.zarr), val.zarr,
+                                test.zarr
     runs/<s>-data<D>/           data seed D: stages/{data,pretrain}.json, checkpoints/final
     runs/<s>-data<D>-dpo<S>/    DPO seed S on it: stages/{dpo,eval}.json, checkpoints/dpo,
                                 eval tables, plots/
@@ -81,8 +83,14 @@ def plan_study(cfg: RunConfig, name: str, data_seeds: int, dpo_seeds: int) -> St
     plan = StudyPlan(name=name, base=derive(cfg, {"name": name}))
     for i in range(data_seeds):
         ds = cfg.data.seed + DATA_SEED_STRIDE * i
+        # each data seed its own pretraining store too (data<D>-pretrain.zarr, the seed
+        # data.pretrain_seed + 100·i or data<D>'s default)
+        pre_seed = cfg.data.pretrain_seed
         data_cfg = derive(cfg, {"name": f"{name}-data{ds}", "seed": cfg.seed + i,
                                 "data.seed": ds, "data.path": str(root / f"data{ds}.zarr"),
+                                "data.pretrain_path": None,
+                                "data.pretrain_seed": None if pre_seed is None
+                                else pre_seed + DATA_SEED_STRIDE * i,
                                 "eval.val_seed": val_seed, "eval.test_seed": test_seed})
         final = data_cfg.run_dir / "checkpoints" / "final"
         plan.data.append(data_cfg)

@@ -2,7 +2,9 @@
 
 Figures per model (``pretrain.validate``): novel-view PSNR [dB], material accuracy,
 log10 E MAE and ν MAE; and the same physics figures for the annotator's labels of the same
-scenes (the supervision the model learned from). ``evaluate_models`` scores several named
+scenes (the supervision the model learned from); material accuracy also at each input
+view count of ``pretrain.report_views`` (``material_acc/v<V>``, scenes storing fewer views
+left out of that V). ``evaluate_models`` scores several named
 models on one pass over the data (e.g. {"pretrained": …, "dpo": …}); ``evaluate_checkpoint``
 is the one-checkpoint entry point the CLI uses.
 """
@@ -17,7 +19,7 @@ from torch.utils.data import DataLoader
 from physgm.config import ModelConfig, RunConfig
 from physgm.model import load_model
 from pretrain.loader import collate_fn, open_scenes
-from pretrain.validate import validate
+from pretrain.validate import material_by_views, validate
 
 METRICS = ("psnr", "material_acc", "E_mae_log10", "nu_mae")
 PHYSICS_METRICS = ("material_acc", "E_mae_log10", "nu_mae")
@@ -40,8 +42,9 @@ def evaluate_models(models: Mapping[str, torch.nn.Module], cfg: RunConfig,
                     data: Union[str, Path, None] = None, split: str = "test",
                     max_scenes: int = 0, views: Optional[int] = None,
                     device: Union[str, torch.device] = "cpu") -> dict:
-    """``{name: {psnr, material_acc, E_mae_log10, nu_mae, loss, n_scenes}, "annotator":
-    {material_acc, E_mae_log10, nu_mae}, "split", "n_scenes"}`` on the same scenes."""
+    """``{name: {psnr, material_acc, E_mae_log10, nu_mae, loss, n_scenes,
+    material_acc/v<V>, n_scenes/v<V>}, "annotator": {material_acc, E_mae_log10, nu_mae},
+    "split", "n_scenes"}`` on the same scenes (V: ``pretrain.report_views``)."""
     if not models:
         raise ValueError("evaluate_models needs at least one model")
     render = dict(background=tuple(cfg.render.background), backend=cfg.render.backend,
@@ -53,6 +56,8 @@ def evaluate_models(models: Mapping[str, torch.nn.Module], cfg: RunConfig,
         batches = held_out_batches(cfg, data, split, views, image_size=size)
         result = validate(model.to(device), batches, device, None, **render,
                           max_scenes=max_scenes, loss_weights=cfg.pretrain.loss_weights)
+        result.update(material_by_views(model, batches.dataset, cfg.pretrain.report_views,
+                                        batches.batch_size, device, None, max_scenes))
         out["annotator"] = result.pop("annotator")
         out["n_scenes"] = result["n_scenes"]
         out[name] = result
@@ -76,8 +81,10 @@ def evaluate_checkpoint(checkpoint: Union[str, Path], cfg: RunConfig,
 
 def mlflow_metrics(result: Mapping, prefix: str = "eval") -> dict[str, float]:
     """Flat figures of ``evaluate_checkpoint`` → ``{prefix}/psnr``, …,
-    ``{prefix}/annotator/material_acc``, …"""
+    ``{prefix}/material_acc/v<V>``, ``{prefix}/annotator/material_acc``, …"""
     out = {f"{prefix}/{k}": float(result[k]) for k in METRICS if k in result}
+    out.update({f"{prefix}/{k}": float(v) for k, v in result.items()
+                if k.startswith("material_acc/v")})
     out.update({f"{prefix}/annotator/{k}": float(v) for k, v in result["annotator"].items()})
     return out
 
@@ -92,4 +99,9 @@ def format_report(result: Mapping) -> str:
         ann = result["annotator"].get(key)
         lines.append(f"{names[key]:<26}{result[key]:>10.4f}"
                      + (f"{ann:>12.4f}" if ann is not None else f"{'—':>12}"))
+    for key in sorted((k for k in result if k.startswith("material_acc/v")),
+                      key=lambda k: int(k.rsplit("v", 1)[1])):
+        v = key.rsplit("v", 1)[1]
+        label = f"  at {v} view{'s' if v != '1' else ''} ({int(result[f'n_scenes/v{v}'])})"
+        lines.append(f"{label:<26}{result[key]:>10.4f}")
     return "\n".join(lines)

@@ -4,6 +4,12 @@ Epoch e's order is a permutation of the N scenes drawn from ``seed + e``; worker
 takes ``perm[r::W]`` cut to ⌊N/W⌋ (every worker gets the same number of batches), split
 into ⌊⌊N/W⌋ / B⌋ batches of B. The position (epoch, index) therefore names the next batch
 exactly, and a resumed run restarts there without reading the skipped scenes.
+
+With ``views`` (min, max), each batch has one input view count V
+(``physgm.data.dataset.bucket_views`` of the batch's number e·per_epoch + index): every
+worker uses the same V at the same step, and every V of the range comes equally often
+(exactly, over each run of max − min + 1 batches). Its items are then ``(scene, V)``
+keys, which ``SceneDataset`` reads with that V.
 """
 from __future__ import annotations
 
@@ -18,11 +24,14 @@ class ShardedBatches:
     """Batches of scene indices for worker ``rank`` of ``world`` (see the module docstring)."""
 
     def __init__(self, n_items: int, batch_size: int, rank: int = 0, world: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, views: Optional[tuple[int, int]] = None):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} is not in [0, {world})")
+        if views is not None and not 1 <= views[0] <= views[1]:
+            raise ValueError(f"views must be (min, max) with 1 ≤ min ≤ max, got {views}")
         self.n_items, self.batch_size = int(n_items), int(batch_size)
         self.rank, self.world, self.seed = rank, world, int(seed)
+        self.views = None if views is None else (int(views[0]), int(views[1]))
         if self.per_epoch < 1:
             raise ValueError(f"{n_items} training scenes cannot fill one batch of {batch_size} "
                              f"on each of {world} worker(s): lower pretrain.batch_size or "
@@ -41,6 +50,23 @@ class ShardedBatches:
         b = self.batch_size
         return [shard[i * b:(i + 1) * b] for i in range(self.per_epoch)]
 
+    def batch_views(self, epoch: int, index: int) -> Optional[int]:
+        """V of batch ``index`` of ``epoch`` (None without ``views``)."""
+        if self.views is None:
+            return None
+        from physgm.data.dataset import bucket_views
+
+        return bucket_views(self.seed, int(epoch) * self.per_epoch + int(index), self.views)
+
+    def keyed_batches(self, epoch: int) -> list[list]:
+        """``epoch_batches`` with each scene index keyed by its batch's V, ``(index, V)``
+        (plain indices without ``views``)."""
+        batches = self.epoch_batches(epoch)
+        if self.views is None:
+            return batches
+        return [[(i, self.batch_views(epoch, j)) for i in batch]
+                for j, batch in enumerate(batches)]
+
     def advance(self, epoch: int, index: int) -> tuple[int, int]:
         """The position after consuming batch ``index`` of ``epoch``."""
         return (epoch, index + 1) if index + 1 < self.per_epoch else (epoch + 1, 0)
@@ -50,10 +76,11 @@ def stream(dataset, batches: ShardedBatches, epoch: int = 0, index: int = 0,
            collate: Optional[Callable] = None, workers: int = 0
            ) -> Iterator[tuple[int, int, dict]]:
     """Endless (epoch, index, batch) from position (epoch, index) on. ``dataset`` is
-    map-style; its ``set_epoch(e)`` (if any) is called before each epoch's first batch so
-    per-item randomness (views drawn) depends on the epoch, not on the order of reading."""
+    map-style (with ``batches.views``, indexed by ``(scene, V)``); its ``set_epoch(e)`` (if
+    any) is called before each epoch's first batch so per-item randomness (views drawn)
+    depends on the epoch, not on the order of reading."""
     while True:
-        order = batches.epoch_batches(epoch)[index:]
+        order = batches.keyed_batches(epoch)[index:]
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         loader = DataLoader(dataset, batch_sampler=order, collate_fn=collate,
@@ -69,8 +96,10 @@ def open_scenes(path: str | Path, split: str, n_views: tuple[int, int], n_target
     input size) with a message that says what to run when the store is missing."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no scene store at {path}: create one with `physgm data synth "
-                                f"--out {path}` (or set data.path)")
+        raise FileNotFoundError(f"no scene store at {path}: `physgm run` makes it (its data "
+                                "stage), or `physgm data synth` (`physgm data synth "
+                                "--pretrain` for the image-only pretraining store of "
+                                "data.pretrain_scenes)")
     from physgm.data.dataset import SceneDataset
 
     ds = SceneDataset(str(path), split=split, n_views=tuple(n_views), n_targets=n_targets,

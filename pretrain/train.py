@@ -1,18 +1,25 @@
 """Supervised pretraining of PhysGM: DeepSpeed data-parallel workers under Ray Train.
 
-    for step in 1..S:                       (each worker, its own shard of training scenes)
+    for step in 1..S:                       (each worker, its own shard of training scenes;
+                                             one input view count V per batch, the same on
+                                             every worker, each V of pretrain.views equally
+                                             often)
         for each of A accumulation micro-batches:
             predict Gaussians + π(m, z | images), render into the target views,
             loss = Σ w·(rgb, alpha, material CE, parameter NLL/MSE vs the ANNOTATOR's labels)
             backward                        (DeepSpeed averages gradients across workers)
         clip, AdamW, LR schedule            (DeepSpeed, at the accumulation boundary)
         every log_every:        mean metrics over workers → MLflow (rank 0)
-        every val_every:        held-out scenes vs the TRUE parameters → MLflow (rank 0)
+        every val_every:        held-out scenes vs the TRUE parameters → MLflow (rank 0),
+                                material accuracy also at each V of pretrain.report_views
         every checkpoint_every: full checkpoint (all ranks; atomic)
     final checkpoint → runs/<name>/checkpoints/final (``physgm.model.load_model`` reads it)
 
-``run_pretrain`` is the driver: MLflow run, resume point, Ray Train ``TorchTrainer`` (or one
-in-process worker with ``use_ray=False``), final checkpoint as an artifact.
+Scenes come from the pretraining store (``data.pretrain_store()``: image-only scenes, its
+train split for training, its val split for validation) when ``data.pretrain_scenes`` > 0,
+else from ``data.path``. ``run_pretrain`` is the driver: MLflow run, resume point, Ray
+Train ``TorchTrainer`` (or one in-process worker with ``use_ray=False``), final checkpoint
+as an artifact.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from pretrain.checkpoint import (TrainState, latest_checkpoint, load_checkpoint,
 from pretrain.engine import build_engine
 from pretrain.loader import ShardedBatches, collate_fn, open_scenes, stream
 from pretrain.step import pretrain_step, to_device
-from pretrain.validate import psnr, validate
+from pretrain.validate import material_by_views, psnr, validate
 from runtime import tracking
 
 STAGE = "pretrain"
@@ -129,12 +136,13 @@ def train_worker(config: dict) -> dict:
 
     # 2. data: this worker's shard of the training scenes, ANNOTATOR labels only
     size = cfg.model.image_size
-    train_set = open_scenes(cfg.data.path, "train", p.views, p.n_targets, cfg.seed, "label", size)
-    order = ShardedBatches(len(train_set), p.batch_size, rank, world, cfg.seed)
+    store = pretrain_data(cfg)
+    train_set = open_scenes(store, "train", p.views, p.n_targets, cfg.seed, "label", size)
+    order = ShardedBatches(len(train_set), p.batch_size, rank, world, cfg.seed, views=p.views)
     batches = stream(train_set, order, state.epoch, state.index, collate_fn(), p.loader_workers)
     # ZeRO-3 gathers weights in every forward, so then every rank must run validation
     validator = rank == 0 or p.zero_stage == 3
-    val_set = open_scenes(cfg.data.path, "val", (p.val_views, p.val_views), p.n_targets,
+    val_set = open_scenes(store, "val", (p.val_views, p.val_views), p.n_targets,
                           cfg.seed, "label", size) if validator else None
     stop_at = min(p.steps, config.get("stop_at") or p.steps)
     run_id = state.mlflow_run_id if rank == 0 else None
@@ -170,6 +178,9 @@ def train_worker(config: dict) -> dict:
             metrics.update({k: val[k] for k in ("psnr", "material_acc", "E_mae_log10",
                                                 "nu_mae")}, val_loss=val["loss"])
             metrics.update({f"annotator/{k}": v for k, v in val["annotator"].items()})
+            by_views = material_by_views(engine.model, val_set, p.report_views, p.batch_size,
+                                         engine.device, engine.dtype, p.val_scenes)
+            metrics.update({k: v for k, v in by_views.items() if k.startswith("material_acc")})
         if rank == 0 and metrics:
             state.metrics.update(metrics)
             if run_id:
@@ -189,6 +200,12 @@ def train_worker(config: dict) -> dict:
     if in_ray:
         _report(cfg, state, rank)
     return dict(state.metrics) if rank == 0 else {}
+
+
+def pretrain_data(cfg: RunConfig) -> str:
+    """The store pretraining reads: the pretraining store when ``data.pretrain_scenes`` > 0,
+    else ``data.path``."""
+    return cfg.data.pretrain_store() or cfg.data.path
 
 
 def _val_batches(dataset, batch_size: int):
@@ -227,7 +244,7 @@ def resume_point(cfg: RunConfig, resume: bool, fresh: bool) -> Optional[Path]:
 def run_pretrain(cfg: RunConfig, resume: bool = False, fresh: bool = False,
                  parent_run_id: Optional[str] = None, use_ray: bool = True,
                  progress: bool = True, stop_at: Optional[int] = None) -> dict:
-    """Pretrain ``cfg.model`` on ``cfg.data.path``; returns a summary (status, step, latest
+    """Pretrain ``cfg.model`` on ``pretrain_data(cfg)``; returns a summary (status, step, latest
     metrics, checkpoint, MLflow run id, wall time). Needs a scene store (`physgm data
     synth`). ``stop_at`` ends this invocation after that step with a checkpoint (status
     "stopped"; continue with ``resume=True``)."""

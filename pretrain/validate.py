@@ -5,7 +5,8 @@ whether the most probable material is the true one, |log10 E_pred − log10 E_tr
 |ν_pred − ν_true|. The prediction is the policy's mode (argmax material, its μ), mapped to
 SI units and clipped into that material's range, as ``PhysicsDistribution.mean_params``
 does. The annotator's labels on the same scenes are scored the same way, so the model can
-be compared with the supervision it learned from.
+be compared with the supervision it learned from. ``material_by_views`` scores material
+accuracy again at each input view count of ``pretrain.report_views`` (1, 2, 4).
 
     PSNR = −10 log10(mean((rgb − target)²))   [dB], per target image, RGB in [0, 1]
 """
@@ -123,6 +124,46 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
     result.update(loss=float(np.mean(losses)) if losses else float("nan"), n_scenes=n,
                   annotator=summarize(annot))
     return result
+
+
+@torch.no_grad()
+def material_by_views(model: Callable, dataset, views: Iterable[int], batch_size: int,
+                      device: torch.device | str = "cpu", dtype: Optional[torch.dtype] = None,
+                      max_scenes: int = 0) -> dict[str, float]:
+    """Material accuracy (argmax against the TRUE material) of ``model`` on ``dataset`` (a
+    ``SceneDataset``, read as ``dataset[(index, V)]``) with V input views, for each V of
+    ``views`` → ``{"material_acc/v<V>": accuracy}``, and ``"n_scenes/v<V>"``: the scenes
+    scored (those with the truth and at least V stored views; the first ``max_scenes`` of
+    the dataset when > 0). A V that no scene can show is left out."""
+    from physgm.data.dataset import collate_views
+
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    n = len(dataset) if not max_scenes else min(len(dataset), int(max_scenes))
+    out: dict[str, float] = {}
+    try:
+        for v in views:
+            correct: list[np.ndarray] = []
+            for start in range(0, n, batch_size):
+                items = [dataset[(i, int(v))] for i in range(start, min(n, start + batch_size))]
+                items = [it for it in items
+                         if it["images"].shape[0] == v and int(it["true_material"]) >= 0]
+                if not items:
+                    continue
+                batch = to_device(collate_views(items), device)
+                images, plucker = batch["images"], batch["plucker"]
+                if dtype is not None:
+                    images, plucker = images.to(dtype), plucker.to(dtype)
+                mat, _ = _float_mode(model(images, plucker).physics)
+                correct.append((mat.cpu() == batch["true_material"].cpu()).numpy())
+            if correct:
+                out[f"material_acc/v{v}"] = _mean(correct)
+                out[f"n_scenes/v{v}"] = float(sum(len(c) for c in correct))
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    return out
 
 
 def _float_mode(physics):

@@ -69,9 +69,9 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, threads: int = 1) -> Rollo
                          "synthetic scenes (simulating the model's predicted Gaussians instead "
                          "is not implemented yet)")
     if scene.video is None or scene.video.ndim != 4 or scene.video.shape[0] < 2:
-        raise ValueError(f"scene {scene_id!r} has no GT video (an image-only scene): DPO and "
-                         "its evaluation need full scenes (`physgm data synth` without "
-                         "--images-only)")
+        raise ValueError(f"scene {scene_id!r} of {cfg.data.path} has no GT video (an "
+                         "image-only scene): DPO and its evaluation need full scenes "
+                         "(`physgm data synth` without --image-only)")
     g = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in scene.gaussians.items()}
     h, w = scene.video.shape[1:3]
     camera = Camera(torch.as_tensor(scene.video_K).float(),
@@ -85,12 +85,16 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, threads: int = 1) -> Rollo
         sim=rollout_sim_config(cfg, scene.sim, scene.video.shape[0], threads), true=scene.true)
 
 
-def scene_split(cfg: RunConfig, split: str) -> list[str]:
+def scene_split(cfg: RunConfig, split: str, need_videos: bool = True) -> list[str]:
     """Scene ids of ``split`` (train | val | test, or all: every complete scene, for a store
-    that was never trained on) in ``cfg.data.path``."""
-    from physgm.data.store import list_scenes, open_store, splits
+    that was never trained on) in ``cfg.data.path``. ``need_videos`` (DPO, its evaluation,
+    the reward sweep): an image-only store is refused (StoreError, a ValueError) before any
+    work starts."""
+    from physgm.data.store import list_scenes, open_store, require_videos, splits
 
     root = open_store(cfg.data.path, "r")
+    if need_videos:
+        require_videos(root, cfg.data.path)
     ids = list_scenes(root) if split == "all" else splits(root).get(split, [])
     if not ids:
         raise ValueError(f"{cfg.data.path} has no '{split}' scenes: generate more scenes "
@@ -111,15 +115,19 @@ def encoder_fingerprint(model) -> str:
 
 
 def encode_scenes(model, cfg: RunConfig, scene_ids: list[str], cache: Path | None = None,
-                  views: int = 4) -> dict[str, np.ndarray]:
-    """Global tokens (G, D) of each scene from its first ``views`` stored views (fewer when
-    the scene has fewer), through the frozen backbone + transformer.
+                  views: Optional[int] = None) -> dict[str, np.ndarray]:
+    """Global tokens (G, D) of each scene from its first ``views`` stored views (default
+    ``dpo.encode_views``; fewer when the scene has fewer), through the frozen backbone +
+    transformer: the tokens of DPO and of its w/o-vs-w/ evaluation.
 
     With ``cache`` (a .pt file) the tokens are reused only if that file was written by the
     same encoder weights (``encoder_fingerprint``), the same ``views`` and the same store;
     otherwise they are computed again and the file replaced."""
     from physgm.data.store import open_store, read_scene
 
+    views = cfg.dpo.encode_views if views is None else int(views)
+    if views < 1:
+        raise ValueError(f"views (dpo.encode_views) must be ≥ 1, got {views}")
     key = {"format": TOKEN_CACHE_FORMAT, "encoder": encoder_fingerprint(model),
            "views": int(views), "data": str(Path(cfg.data.path).resolve())}
     stored: dict = {}

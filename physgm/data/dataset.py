@@ -1,11 +1,14 @@
 """Torch access to a scene store: ``SceneDataset`` (training items), ``collate_views`` and
 ``load_scene_tensors`` (a whole scene for evaluation and the DPO actors).
 
-An item draws V input views (V uniform in ``n_views``) and ``n_targets`` target views from
-the scene's stored views, deterministically per (seed, epoch, index): call
-``set_epoch(e)`` at the start of each epoch for fresh draws. Targets are views that are not
-inputs when the scene has enough stored views (V + n_targets ≤ V_stored); otherwise the
-missing ones repeat input views. V is capped at V_stored.
+An item draws V input views and ``n_targets`` target views from the scene's stored views,
+deterministically per (seed, epoch, index): call ``set_epoch(e)`` at the start of each
+epoch for fresh draws. Training asks for items as ``dataset[(index, V)]``, V chosen per
+batch (``bucket_views``: one V per batch, every V of ``n_views`` equally often; the batch
+sampler is ``pretrain.loader.ShardedBatches``); a plain ``dataset[index]`` draws V uniform
+in ``n_views`` per item. Targets are views that are not inputs when the scene has enough
+stored views (V + n_targets ≤ V_stored); otherwise the missing ones repeat input views.
+V is capped at V_stored.
 """
 from __future__ import annotations
 
@@ -29,6 +32,19 @@ def _view_range(n_views: ViewRange) -> tuple[int, int]:
         raise ValueError(f"n_views must be an int ≥ 1 or a (min, max) range with "
                          f"1 ≤ min ≤ max, got {n_views!r}")
     return int(lo), int(hi)
+
+
+def bucket_views(seed: int, batch: int, n_views: ViewRange) -> int:
+    """V of the ``batch``-th batch (counted over the whole run, from 0) for a view range
+    ``n_views``: each run of k = max − min + 1 consecutive batches holds every V once, in
+    an order drawn from (seed, batch // k). Deterministic, the same on every data-parallel
+    worker, and exactly balanced over any k·m batches."""
+    lo, hi = _view_range(n_views)
+    if batch < 0:
+        raise ValueError(f"batch must be ≥ 0, got {batch}")
+    k = hi - lo + 1
+    order = np.random.default_rng([int(seed), batch // k]).permutation(k)
+    return lo + int(order[batch % k])
 
 
 def physics_targets(params: Optional[PhysParams]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -129,11 +145,16 @@ class SceneDataset(torch.utils.data.Dataset):
             self._root = open_store(self.path, "r")
         return self._root
 
-    def choose_views(self, index: int, n_stored: int) -> tuple[np.ndarray, np.ndarray]:
-        """(input view indices (V,), target view indices (T,)) for item ``index``."""
+    def choose_views(self, index: int, n_stored: int, views: Optional[int] = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(input view indices (V,), target view indices (T,)) for item ``index``; V is
+        ``views`` when given (the batch's), else drawn uniform in ``n_views``."""
         rng = np.random.default_rng([self.seed, self.epoch, index])
         lo, hi = self.n_views
-        v = min(int(rng.integers(lo, hi + 1)), n_stored)
+        drawn = int(rng.integers(lo, hi + 1))
+        if views is not None and views < 1:
+            raise ValueError(f"views must be ≥ 1, got {views}")
+        v = min(drawn if views is None else int(views), n_stored)
         perm = rng.permutation(n_stored)
         inputs, rest = perm[:v], perm[v:]
         if len(rest) >= self.n_targets:
@@ -142,7 +163,10 @@ class SceneDataset(torch.utils.data.Dataset):
             targets = np.concatenate([rest, rng.choice(inputs, self.n_targets - len(rest))])
         return inputs, targets
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: Union[int, tuple[int, int]]) -> dict:
+        """``dataset[index]`` (V drawn per item) or ``dataset[(index, V)]`` (V given)."""
+        index, views = (key if isinstance(key, (tuple, list)) else (key, None))
+        index = int(index)
         if not 0 <= index < len(self.ids):
             raise IndexError(f"index {index} out of range for {len(self.ids)} scenes")
         from physgm.data.store import read_scene
@@ -150,7 +174,7 @@ class SceneDataset(torch.utils.data.Dataset):
         sid = self.ids[index]
         s = read_scene(self._open(), sid, arrays=("images", "alpha", "K", "c2w"))
         h, w = s.images.shape[1:3]
-        inputs, targets = self.choose_views(index, s.images.shape[0])
+        inputs, targets = self.choose_views(index, s.images.shape[0], views)
         size = self.image_size
         alpha = s.alpha if s.alpha is not None else np.full(s.images.shape[:3], 255, np.uint8)
 
@@ -181,8 +205,10 @@ _PER_VIEW = ("images", "plucker", "K", "c2w")
 
 
 def collate_views(batch: list[dict]) -> dict:
-    """Stack items into a batch, truncating every item's input views to the smallest V in
-    the batch: images (B, V, 3, H, W), plucker (B, V, 6, H, W), … ; scene_id a list."""
+    """Stack items of one V into a batch: images (B, V, 3, H, W), plucker (B, V, 6, H, W),
+    … ; scene_id a list. Items asked with one V per batch (``dataset[(index, V)]``) share
+    it; only where a scene stores fewer views than V (or items drew V each) are all cut to
+    the smallest V of the batch."""
     if not batch:
         raise ValueError("collate_views needs at least one item")
     v = min(item["images"].shape[0] for item in batch)
@@ -206,9 +232,13 @@ def load_scene_tensors(path: Union[str, Path], scene_id: str) -> dict:
     numpy [m/s]; true, label: PhysParams or None; material, params_z, params_mask (true
     ones, as in SceneDataset); sim: dict (the ``sim`` attribute, see ``scene_mpm_config``).
     """
-    from physgm.data.store import open_store, read_scene
+    from physgm.data.store import StoreError, open_store, read_scene
 
     s = read_scene(open_store(path, "r"), scene_id)
+    if s.video is None:
+        raise StoreError(f"scene {scene_id!r} of {path} has no GT video (an image-only scene, "
+                         "`physgm data synth --image-only`): evaluation and DPO need full "
+                         "scenes")
     v, h, w = s.images.shape[:3]
     th, tw = s.video.shape[1:3]
     cameras = _cameras(s.K, s.c2w, w, h)

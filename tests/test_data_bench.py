@@ -1,0 +1,32 @@
+"""`physgm bench data`: full and image-only scenes side by side, with their ratio."""
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_data
+
+TINY = ["sim.grid_res=16", "sim.device=cpu", "data.image_size=32", "data.video_frames=3",
+        "data.n_views=2", "data.max_particles=300"]
+
+
+def test_reports_both_kinds_and_the_image_only_speedup(capsys):
+    quickstart = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    out = bench_data.main(["--config", quickstart, "--scenes", "2", "--workers", "1",
+                           *sum((["--set", s] for s in TINY), [])])
+    assert json.loads(capsys.readouterr().out.strip()) == out
+    rows = {r["kind"]: r for r in out["results"]}
+    assert set(rows) == {"full", "image_only"}
+    assert all(r["written"] == 2 and r["scenes_per_min"] > 0 for r in rows.values())
+    assert rows["image_only"]["sim_s_per_scene"] == 0 < rows["full"]["sim_s_per_scene"]
+    assert rows["image_only"]["store_mb"] < rows["full"]["store_mb"]
+    assert out["image_only_speedup"]["1"] == pytest.approx(
+        rows["image_only"]["scenes_per_min"] / rows["full"]["scenes_per_min"], abs=0.01)
+
+
+def test_bad_kinds_are_refused():
+    with pytest.raises(ValueError, match="kinds"):
+        bench_data.run(None, 1, [1], [], kinds=["video"])
+    assert bench_data.ratios([{"kind": "full", "workers": 2, "scenes_per_min": 10.0},
+                              {"kind": "image_only", "workers": 2,
+                               "scenes_per_min": 55.0}]) == {"2": 5.5}
