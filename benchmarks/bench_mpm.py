@@ -34,37 +34,47 @@ def substeps_for(n: int) -> int:
 
 def run_warp(x0: np.ndarray, grid_res: int, substeps: int, dt: float, threads: int,
              device: str = "cpu", warmup: int = 5) -> dict:
+    """Time ``substeps`` substeps of physgm's stepper on one jelly cube, as ``simulate`` runs
+    them (a frame of ``substeps`` substeps: one recorded graph, or the threads' phases)."""
     import warp as wp
 
     from physgm.materials import PhysParams
     from physgm.sim.constitutive import material_struct
     from physgm.sim.kernels import BOUNDARY_KIND
     from physgm.sim.solver import resolve_device
-    from physgm.sim.stepper import Stepper
+    from physgm.sim.stepper import Body, Stepper
 
     device = resolve_device(device)
     n = x0.shape[0]
     dx = 1.0 / grid_res
     params = PhysParams.default("jelly", E=1e5, nu=0.3, density=1000.0)
-    s = Stepper(x0.astype(np.float64), np.zeros((n, 3)), np.full(n, (dx / 2) ** 3), 1000.0,
-                np.zeros(n), material_struct(params), grid_res, dx, device, threads)
-    args = (dt, wp.vec3(0.0, -9.8, 0.0), BOUNDARY_KIND["separate"], 0.0, 2 * dx, 1 - 2 * dx)
+
+    def stepper(n_sub: int) -> Stepper:
+        body = Body(x0.astype(np.float64), np.zeros((n, 3)), np.full(n, (dx / 2) ** 3), 1000.0,
+                    np.zeros(n), material_struct(params), dt, n_sub)
+        s = Stepper([body], grid_res, dx, device, threads)
+        s.configure(wp.vec3(0.0, -9.8, 0.0), BOUNDARY_KIND["separate"], 0.0, 2 * dx,
+                    1 - 2 * dx)
+        return s
+
+    warm = stepper(warmup)
+    s = stepper(substeps)
     try:
-        for _ in range(warmup):
-            s.substep(*args)
+        warm.frame()  # compiles and loads the kernels
+        s.prepare()  # records the frame: part of the set-up, as in simulate
         wp.synchronize_device(device)
         t0 = time.perf_counter()
-        for _ in range(substeps):
-            s.substep(*args)
+        s.frame()
         wp.synchronize_device(device)
         wall = time.perf_counter() - t0
-        x = s.positions()
+        (x,), _, _ = s.state()
         counts, _ = s.guards()
     finally:
+        warm.close()
         s.close()
     return {"wall_s": wall, "pss": n * substeps / wall, "com_y": float(x[:, 1].mean()),
-            "finite": bool(np.isfinite(x).all() and counts[0] == 0), "threads": s.threads,
-            "device": device}
+            "finite": bool(np.isfinite(x).all() and counts[0, 0] == 0), "threads": s.threads,
+            "parallel": s.parallel, "device": device}
 
 
 def bench(sizes: list[tuple[int, int]], threads: int, taichi: bool = True,

@@ -119,22 +119,27 @@ def test_kernel_guards_count_nan_and_escaping_particles():
 
     from physgm.sim.constitutive import material_struct
     from physgm.sim.solver import resolve_device
-    from physgm.sim.stepper import Stepper
+    from physgm.sim.stepper import Body, Stepper
 
     resolve_device("cpu")
-    x = cube(center=(0.5, FLOOR + 0.1, 0.5), size=0.1).astype(np.float64)
+    x = cube(center=(0.5, FLOOR + 0.1, 0.5), size=0.15).astype(np.float64)  # 2 chunks
     n = len(x)
     v = np.zeros((n, 3))
     v[:, 1] = -50.0  # one huge substep drives the bottom layers into the floor's cells
     v[0] = np.nan
-    s = Stepper(x, v, np.full(n, (DX / 2) ** 3), 1000.0, np.zeros(n),
-                material_struct(PhysParams.default("jelly")), RES, DX, "cpu", threads=2)
-    s.substep(0.01, wp.vec3(0.0, 0.0, 0.0), 2, 0.0, 2 * DX, 1 - 2 * DX)
-    counts, _ = s.guards()
-    s.close()
-    assert counts[0] >= 1  # the NaN particle was caught, not scattered
-    assert counts[2] > 0  # particles pushed past the wall were clamped and counted
-    assert s.positions()[1:, 1].min() >= 2 * DX - 1e-6
+    body = Body(x, v, np.full(n, (DX / 2) ** 3), 1000.0, np.zeros(n),
+                material_struct(PhysParams.default("jelly")), 0.01, 1)
+    for parallel in (False, True):
+        s = Stepper([body], RES, DX, "cpu", threads=2)
+        s.configure(wp.vec3(0.0, 0.0, 0.0), 2, 0.0, 2 * DX, 1 - 2 * DX, parallel=parallel)
+        s.frame()
+        counts, _ = s.guards()
+        (xs,), _, _ = s.state()
+        s.close()
+        assert s.parallel == parallel
+        assert counts[0, 0] >= 1  # the NaN particle was caught, not scattered
+        assert counts[0, 2] > 0  # particles pushed past the wall were clamped and counted
+        assert xs[1:, 1].min() >= 2 * DX - 1e-6
 
 
 def test_cpu_runs_are_deterministic_and_thread_count_agrees():

@@ -57,7 +57,7 @@ def test_hardened_snow_compaction_runs_at_courant_at_most_one():
     (×10); at the substep chosen, the hardened wave speed stays under one cell per substep."""
     from physgm.sim.constitutive import material_struct
     from physgm.sim.solver import resolve_device
-    from physgm.sim.stepper import Stepper
+    from physgm.sim.stepper import Body, Stepper
 
     p = PhysParams.default("snow", hardening=15.0)
     c = cfg(n_frames=4)
@@ -66,23 +66,26 @@ def test_hardened_snow_compaction_runs_at_courant_at_most_one():
     n = len(x)
     dt, n_sub = choose_substeps(p, c, speed)
     resolve_device("cpu")
-    s = Stepper(x, np.tile([0.0, -speed, 0.0], (n, 1)), np.full(n, (DX / 2) ** 3), p.density,
-                np.ones(n), material_struct(p), RES, DX, "cpu", threads=2)
+    s = Stepper([Body(x, np.tile([0.0, -speed, 0.0], (n, 1)), np.full(n, (DX / 2) ** 3),
+                      p.density, np.ones(n), material_struct(p), dt, 1)], RES, DX, "cpu",
+                threads=2)
+    s.configure(wp.vec3(*c.gravity), BOUNDARY_KIND["separate"], c.friction, 2 * DX, 1 - 2 * DX)
     worst, jp_min = 0.0, 1.0
     try:
-        for _ in range(c.n_frames):
-            for _ in range(n_sub):
-                s.substep(dt, wp.vec3(*c.gravity), BOUNDARY_KIND["separate"], c.friction,
-                          2 * DX, 1 - 2 * DX)
-            jp = s.pstate.numpy()[:, 0].astype(np.float64)
+        for _ in range(c.n_frames * n_sub):  # one substep per "frame": checked after each
+            s.frame()
+            (jp,) = s.plastic_state()
+            jp = jp[:, 0].astype(np.float64)
             jp_min = min(jp_min, jp.min())
             h = np.exp(np.minimum(15.0 * (1.0 - jp), math.log(SNOW_MAX_HARDENING)))
-            vmax = np.linalg.norm(s.velocities(), axis=1).max()
+            _, _, (v,) = s.state()
+            vmax = np.linalg.norm(v, axis=1).max()
             worst = max(worst, dt * (p.wave_speed() * math.sqrt(h.max()) + vmax) / DX)
         counts, _ = s.guards()
+        (xs,), _, _ = s.state()
     finally:
         s.close()
-    assert counts[0] == 0 and np.isfinite(s.positions()).all()
+    assert counts[0, 0] == 0 and np.isfinite(xs).all()
     assert jp_min < 1 - math.log(SNOW_MAX_HARDENING) / 15.0  # fully hardened somewhere
     assert worst <= 1.0
 

@@ -1,4 +1,5 @@
-"""MLS-MPM simulator in warp: ``simulate(positions, params, cfg) -> SimResult``.
+"""MLS-MPM simulator in warp: ``simulate(positions, params, cfg) -> SimResult`` and
+``simulate_batch(positions, params, cfg) -> list[SimResult]`` (B objects advanced together).
 
 One code path for CPU and CUDA (``MPMConfig.device``); constitutive models in
 ``constitutive``, substep kernels in ``kernels``, time-step choice in ``stability``, input
@@ -38,8 +39,8 @@ _init_warp()
 
 from physgm.config import MPMConfig  # noqa: E402
 from physgm.sim.shapes import SHAPES, sample_shape  # noqa: E402
-from physgm.sim.solver import SimResult, simulate  # noqa: E402
+from physgm.sim.solver import SimResult, simulate, simulate_batch  # noqa: E402
 from physgm.sim.stability import choose_substeps, stable_dt  # noqa: E402
 
-__all__ = ["MPMConfig", "SimResult", "simulate", "sample_shape", "SHAPES", "choose_substeps",
+__all__ = ["MPMConfig", "SimResult", "simulate", "simulate_batch", "sample_shape", "SHAPES", "choose_substeps",
            "stable_dt"]

@@ -52,8 +52,9 @@ def warn_out_of_range(params: PhysParams, stacklevel: int = 2) -> list[str]:
     return messages
 
 
-def check_run(params: PhysParams, velocities, n: int) -> np.ndarray:
+def check_run(params: PhysParams, velocities, n: int, stacklevel: int = 3) -> np.ndarray:
     """The per-run checks of ``simulate``: warns about out-of-range parameters and returns
-    the initial velocities (N, 3) [m/s]."""
-    warn_out_of_range(params, stacklevel=3)  # points at the caller of simulate
+    the initial velocities (N, 3) [m/s]. ``stacklevel``: the warning's frame, counted from
+    the caller of this function (3: the caller of a function that calls this one's caller)."""
+    warn_out_of_range(params, stacklevel=stacklevel)
     return initial_velocities(velocities, n)
