@@ -85,12 +85,12 @@ def _as_points(positions, name: str) -> np.ndarray:
     return arr
 
 
-def _check_inside(x: np.ndarray, cfg: MPMConfig) -> None:
+def _check_inside(x: np.ndarray, cfg: MPMConfig, name: str = "positions") -> None:
     dx = cfg.domain_size / cfg.grid_res
     lo, hi = 3 * dx, cfg.domain_size - 3 * dx
     if x.min() < lo or x.max() > hi:
         raise ValueError(
-            f"positions must lie inside the domain interior [{lo:.4g}, {hi:.4g}] m per axis "
+            f"{name} must lie inside the domain interior [{lo:.4g}, {hi:.4g}] m per axis "
             f"(domain_size={cfg.domain_size} m, 3 boundary cells of {dx:.4g} m); got range "
             f"[{x.min():.4g}, {x.max():.4g}]: shift or scale the object, or enlarge domain_size")
 
@@ -162,7 +162,7 @@ def _prepare(i: Optional[int], positions, params: PhysParams, cfg: MPMConfig, vo
             raise ValueError(f"params{where} must be a PhysParams, got {type(params).__name__}")
         x0 = _as_points(positions, f"positions{where}")
         n = x0.shape[0]
-        _check_inside(x0, cfg)
+        _check_inside(x0, cfg, f"positions{where}")
         dx = cfg.domain_size / cfg.grid_res
         vol = np.full(n, (0.5 * dx) ** 3) if volumes is None else np.asarray(volumes,
                                                                             np.float64)
@@ -172,9 +172,10 @@ def _prepare(i: Optional[int], positions, params: PhysParams, cfg: MPMConfig, vo
         v0 = check_run(params, velocities, n, stacklevel=5)
         dt, n_sub = choose_substeps(params, cfg, float(np.linalg.norm(v0, axis=1).max()), n)
     except ValueError as e:
-        if i is None or str(e).startswith(("positions[", "volumes[", "params[")):
+        if i is None:
             raise
-        raise ValueError(f"member {i} ({getattr(params, 'material', '?')}): {e}") from None
+        material = getattr(getattr(params, "material", None), "value", "?")
+        raise ValueError(f"member {i} ({material}): {e}") from None
     pstate0 = np.ones(n) if params.material.value == "snow" else np.zeros(n)
     return Body(x0, v0, vol, params.density, pstate0, material_struct(params), dt, n_sub)
 
