@@ -98,9 +98,15 @@ def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
 
 
 def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
+    """Pretraining; first completes the pretraining store (resumable: nothing to do when
+    the data stage made it, the missing scenes when data.pretrain_scenes grew since)."""
     from pretrain.train import run_pretrain
 
-    return run_pretrain(cfg, resume=True, parent_run_id=parent)
+    made = synthesize_pretrain(cfg, say).get("pretrain")
+    summary = run_pretrain(cfg, resume=True, parent_run_id=parent)
+    if made and made["written"]:
+        summary["pretrain_store"] = made
+    return summary
 
 
 def register_models(cfg: RunConfig, pretrain_run_id: str | None, dpo_run_id: str) -> dict:

@@ -8,7 +8,7 @@ import torch
 from physgm.config import build_config
 from physgm.data.store import is_image_only, list_scenes, open_store, splits
 from physgm.model import PhysGM
-from pipeline.run import held_out_config, stage_data
+from pipeline.run import held_out_config, stage_data, stage_pretrain
 from pipeline.study import plan_study
 
 TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
@@ -41,6 +41,20 @@ def test_data_stage_makes_the_pretraining_store_with_its_own_seed(tmp_path):
         assert not is_image_only(open_store(tmp_path / f"{name}.zarr"))
     held = held_out_config(cfg, "test")
     assert held.data.pretrain_scenes == 0 and not held.data.image_only
+
+
+def test_pretrain_stage_completes_a_pretraining_store_that_grew(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("pretrain.train.run_pretrain",
+                        lambda cfg, **kw: seen.append(cfg.data.pretrain_store()) or {})
+    out = stage_pretrain(_cfg(tmp_path, pretrain_scenes=2), "p", lambda *a, **k: None)
+    assert out["pretrain_store"]["written"] == 2
+    assert seen == [str(tmp_path / "data-pretrain.zarr")]
+    out = stage_pretrain(_cfg(tmp_path, pretrain_scenes=3), "p", lambda *a, **k: None)
+    assert out["pretrain_store"]["written"] == 1 and out["pretrain_store"]["skipped"] == 2
+    assert "pretrain_store" not in stage_pretrain(_cfg(tmp_path, pretrain_scenes=3), "p",
+                                                  lambda *a, **k: None)
+    assert stage_pretrain(_cfg(tmp_path), "p", lambda *a, **k: None) == {}
 
 
 def test_data_stage_refuses_an_image_only_dpo_store(tmp_path):
