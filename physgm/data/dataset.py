@@ -76,7 +76,8 @@ class SceneDataset(torch.utils.data.Dataset):
     Args:
         path: the zarr store.
         split: "train", "val", "test" (root attribute ``splits``) or "all".
-        n_views: input views per item: an int or a (min, max) range, drawn uniformly.
+        n_views: input views per item: an int or a (min, max) range, drawn uniformly per
+            item for ``dataset[index]``; ``dataset[(index, V)]`` takes the batch's V.
         n_targets: target views per item.
         labels: "label" (the annotator's, the training signal) or "true" for
             ``material``/``params_z``/``params_mask`` (every scene of the split must have
