@@ -63,8 +63,7 @@ class SimActorCore:
                                          dpo.sampling)
         t1 = time.perf_counter()
         w, h = scene.reference.shape[2], scene.reference.shape[1]
-        cands = [simulate_and_render(scene, int(m), z[i], w, h, self.cfg.render.backend)
-                 for i, m in enumerate(materials)]
+        cands, _ = simulate_and_render(scene, materials, z, w, h, self.cfg.render.backend)
         t2 = time.perf_counter()
         rewards, _ = score_candidates(
             lambda videos: self.reward.score_candidates(task.scene_id, scene.reference, videos),

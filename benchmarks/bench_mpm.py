@@ -6,9 +6,11 @@ the same substep (CFL 0.3), gravity and "separate" walls; both are timed over th
 number of substeps after a warm-up, with the same CPU thread count. Prints one JSON line:
 per size ``warp_pss`` and ``taichi_pss`` (particle-substeps/s) and ``ratio`` = warp/taichi,
 plus how the cost grows (ns per particle-substep) and a CUDA row when a GPU is present.
+``batched``: K objects through ``simulate_batch`` against the same K through ``simulate``
+one after another (``mpm_batch``), per size, with the speed-up.
 
     python benchmarks/bench_mpm.py --sizes 5000:32,50000:64,200000:128 --threads 2
-    physgm bench mpm --json
+    physgm bench mpm --json --batch-sizes 500:32,2500:32 --k 8
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.mpm_batch import DEFAULT_BATCH_SIZES, bench_batch  # noqa: E402
 from benchmarks.taichi_mpm import cfl_dt, cube_positions, run_taichi  # noqa: E402
 
-DEFAULT_SIZES = "5000:32,50000:64,200000:128"
+DEFAULT_SIZES = "500:32,2500:32,5000:32,50000:64,200000:128"
 
 
 def substeps_for(n: int) -> int:
@@ -113,6 +116,10 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         raise SystemExit(f"--sizes expects N:RES pairs like {DEFAULT_SIZES}, got '{text}'")
 
 
+def parse_sizes_or_none(text: str) -> list[tuple[int, int]]:
+    return [] if text.strip().lower() in ("", "none", "0") else parse_sizes(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="physgm bench mpm", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,11 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--substeps", type=int, default=None, help="timed substeps per size "
                     "(default: ~4 M particle-substeps)")
     ap.add_argument("--no-taichi", action="store_true", help="skip the Taichi peer")
+    ap.add_argument("--batch-sizes", default=DEFAULT_BATCH_SIZES,
+                    help="N:RES pairs of the batched-vs-sequential rows ('none' to skip)")
+    ap.add_argument("--k", type=int, default=8, help="objects per batch")
     ap.add_argument("--json", action="store_true", help="(always one JSON line; kept for "
                     "symmetry with the other commands)")
     args = ap.parse_args(argv)
-    result = bench(parse_sizes(args.sizes), args.threads, taichi=not args.no_taichi,
+    if args.k < 1 or args.threads < 1:
+        raise SystemExit(f"--k and --threads must be ≥ 1, got {args.k} and {args.threads}")
+    result = bench(parse_sizes_or_none(args.sizes), args.threads, taichi=not args.no_taichi,
                    substeps=args.substeps)
+    result["batched"] = bench_batch(parse_sizes_or_none(args.batch_sizes), args.k,
+                                    args.threads)
     print(json.dumps(result), flush=True)
 
 

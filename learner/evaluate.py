@@ -49,20 +49,18 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
     track_error, particle_dist, material, E, status, material_ok, E_err_log10, E_bias_log10
     and, on scenes whose material it got right, E_err_log10_ok, E_bias_log10_ok}}; the physics
     figures against the TRUE parameters (never the labels)."""
-    from physgm.sim import simulate
-
     scorer.prepare_reference(scene.scene_id, scene.reference)
     out = {"scene_id": scene.scene_id}
-    gt = None
     if scene.true is not None:
         out["true_material"] = scene.true.material.value
-        gt = simulate(scene.particles, scene.true, scene.sim, volumes=scene.volumes,
-                      velocities=scene.velocity).positions
     w, h = scene.reference.shape[2], scene.reference.shape[1]
-    for name, head in heads.items():
-        m, z = policy_choice(head, tokens)
-        cand, res = simulate_and_score(scene, scorer, m, z, w, h, cfg.render.backend,
-                                       keep_positions=gt is not None)
+    choices = [policy_choice(head, tokens) for head in heads.values()]
+    # both policies and the GT physics (for the particle distance) in one batch
+    scored, gt = simulate_and_score(scene, scorer, [m for m, _ in choices],
+                                    np.stack([z for _, z in choices]), w, h,
+                                    cfg.render.backend, keep_positions=scene.true is not None,
+                                    reference=scene.true)
+    for name, (m, _), (cand, res) in zip(heads, choices, scored):
         row = {"reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error),
                "material": MATERIALS[m].value, "E": cand.params.E, "status": cand.status}
@@ -72,7 +70,7 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
             row.update(material_ok=float(ok), E_err_log10=abs(bias), E_bias_log10=bias,
                        E_err_log10_ok=abs(bias) if ok else float("nan"),
                        E_bias_log10_ok=bias if ok else float("nan"),
-                       particle_dist=particle_distance(cand.positions, gt))
+                       particle_dist=particle_distance(cand.positions, gt.positions))
         out[name] = row
     return out
 

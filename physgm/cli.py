@@ -157,8 +157,9 @@ def simulate(
 
 @bench_app.command("mpm", context_settings=PASS_THROUGH)
 def bench_mpm(ctx: typer.Context) -> None:
-    """MPM throughput (particle-substeps/s) vs size, side by side with Taichi's MLS-MPM.
-    Options: --sizes 5000:32,50000:64 --substeps N --threads N --no-taichi --json."""
+    """MPM throughput (particle-substeps/s) vs size, side by side with Taichi's MLS-MPM, and
+    K objects batched (simulate_batch) vs one after another. Options: --sizes 5000:32,50000:64
+    --batch-sizes 500:32,2500:32 (or none) --k 8 --substeps N --threads N --no-taichi --json."""
     run_benchmark("mpm", list(ctx.args))
 
 

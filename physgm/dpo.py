@@ -22,13 +22,16 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from physgm.materials import MATERIALS, PhysParams, denormalize
+
+if TYPE_CHECKING:
+    from physgm.sim import SimResult
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 PAIR_MODES = ("best_worst", "margin", "mirrored")
@@ -67,30 +70,44 @@ def sample_candidates(dist, k: int, seed: int, mode: str = "independent"
 
 
 # ---- 2. simulate -----------------------------------------------------------------------
-def simulate_and_render(scene, material: int, z: np.ndarray, width: int, height: int,
-                        backend: str = "auto", keep_positions: bool = False) -> Candidate:
+def simulate_and_render(scene, materials, zs, width: int, height: int, backend: str = "auto",
+                        keep_positions: bool = False, reference: Optional[PhysParams] = None
+                        ) -> tuple[list[Candidate], Optional[SimResult]]:
     """Simulate ``scene``'s object (a ``runtime.scenes.RolloutScene``: particles, volumes,
-    velocity, gaussians, camera, sim) with one parameter set and render its video from the
-    GT camera. A simulation that is not "ok" (unstable, escaped) gives ``video=None``; the
-    error never propagates. ``keep_positions``: also return the particle trajectory."""
-    from physgm.render import render_video
-    from physgm.sim import simulate
+    velocity, gaussians, camera, sim) with K parameter sets in one ``simulate_batch`` and
+    render each video from the GT camera. A simulation that is not "ok" (unstable, escaped)
+    gives ``video=None``; the error never propagates.
 
-    params = denormalize(MATERIALS[int(material)], z)
-    t0 = time.perf_counter()
-    result = simulate(scene.particles, params, scene.sim, volumes=scene.volumes,
-                      velocities=scene.velocity)
-    sim_s = time.perf_counter() - t0
-    positions = result.positions if keep_positions else None
-    if result.status != "ok":
-        return Candidate(int(material), z, params, None, result.status, sim_s, 0.0,
-                         result.message, positions)
+    Args: materials (K,) indices into ``MATERIALS``; zs (K, P) normalised parameters;
+    ``keep_positions``: also return each particle trajectory; ``reference``: physics
+    simulated in the same batch (the scene's TRUE parameters, for an evaluation).
+    Returns (K candidates, the reference's ``SimResult`` or None). A candidate's ``sim_s`` is
+    its share (1/K, or 1/(K+1) with a reference) of the batch's wall time."""
+    from physgm.render import render_video
+    from physgm.sim import simulate_batch
+
+    params = [denormalize(MATERIALS[int(m)], z) for m, z in zip(materials, zs)]
+    runs = params + ([reference] if reference is not None else [])
+    n_runs = len(runs)
+    results = simulate_batch([scene.particles] * n_runs, runs, scene.sim,
+                             volumes=[scene.volumes] * n_runs,
+                             velocities=[scene.velocity] * n_runs)
+    sim_s = results[0].wall_s / n_runs if results else 0.0
     n = len(scene.gaussians)
-    t1 = time.perf_counter()
-    video = render_video(scene.gaussians, result.positions[:, :n], result.deformation[:, :n],
-                         scene.camera, width, height, backend=backend)
-    return Candidate(int(material), z, params, video, "ok", sim_s, time.perf_counter() - t1,
-                     positions=positions)
+    cands = []
+    for m, z, p, result in zip(materials, zs, params, results):
+        positions = result.positions if keep_positions else None
+        if result.status != "ok":
+            cands.append(Candidate(int(m), z, p, None, result.status, sim_s, 0.0,
+                                   result.message, positions))
+            continue
+        t1 = time.perf_counter()
+        video = render_video(scene.gaussians, result.positions[:, :n],
+                             result.deformation[:, :n], scene.camera, width, height,
+                             backend=backend)
+        cands.append(Candidate(int(m), z, p, video, "ok", sim_s, time.perf_counter() - t1,
+                               positions=positions))
+    return cands, (results[-1] if reference is not None else None)
 
 
 # ---- 3. score --------------------------------------------------------------------------

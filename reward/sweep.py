@@ -42,21 +42,23 @@ def shifted_z(scene: RolloutScene, param: str, offset: float) -> tuple[int, np.n
 def sweep(scene: RolloutScene, scorer, param: str, offsets: list[float], width: int,
           height: int, backend: str = "auto",
           on_row: Optional[Callable[[dict], None]] = None) -> list[dict]:
-    """One row per offset: ``{offset, value, reward, mask_iou, track_error, status, sim_s}``.
+    """One row per offset: ``{offset, value, reward, mask_iou, track_error, status, sim_s}``
+(all offsets simulated in one batch; ``sim_s`` is each row's share of it).
 
     ``value`` is the simulated parameter in SI units (after clipping into the range);
     ``scorer`` a ``reward.scorer.RewardScorer`` (its reference for the scene is prepared
     here)."""
     scorer.prepare_reference(scene.scene_id, scene.reference)
+    shifted = [shifted_z(scene, param, float(off)) for off in offsets]
+    t0 = time.perf_counter()
+    scored, _ = simulate_and_score(scene, scorer, [m for m, _ in shifted],
+                                   np.stack([z for _, z in shifted]), width, height, backend)
+    sim_s = round((time.perf_counter() - t0) / max(len(offsets), 1), 3)
     rows = []
-    for off in offsets:
-        m, z = shifted_z(scene, param, float(off))
-        t0 = time.perf_counter()
-        cand, res = simulate_and_score(scene, scorer, m, z, width, height, backend)
+    for off, (cand, res) in zip(offsets, scored):
         row = {"offset": float(off), "value": float(getattr(cand.params, param)),
                "reward": float(res.reward), "mask_iou": float(res.mask_iou),
-               "track_error": float(res.track_error), "status": cand.status,
-               "sim_s": round(time.perf_counter() - t0, 3)}
+               "track_error": float(res.track_error), "status": cand.status, "sim_s": sim_s}
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -38,7 +38,7 @@ def test_true_parameters_score_best_and_e_is_visible(scene_cfg):
     scene = load_rollout_scene(cfg, sid)
     from physgm.dpo import simulate_and_render
     m, z = shifted_z(scene, "E", 0.0)
-    truth = simulate_and_render(scene, m, z, 32, 32)
+    (truth,), _ = simulate_and_render(scene, [m], z[None], 32, 32)
     scene.reference = truth.video
     rows = sweep(scene, RewardScorer(cfg.reward), "E", [-0.5, 0.0, 1.0], 32, 32)
     by = {r["offset"]: r for r in rows}
