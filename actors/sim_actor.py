@@ -63,7 +63,12 @@ class SimActorCore:
                                          dpo.sampling)
         t1 = time.perf_counter()
         w, h = scene.reference.shape[2], scene.reference.shape[1]
-        cands, _ = simulate_and_render(scene, materials, z, w, h, self.cfg.render.backend)
+        backend = self.cfg.render.backend
+        if dpo.batch_candidates:
+            cands, _ = simulate_and_render(scene, materials, z, w, h, backend)
+        else:
+            cands = [simulate_and_render(scene, [m], z[i:i + 1], w, h, backend)[0][0]
+                     for i, m in enumerate(materials)]
         t2 = time.perf_counter()
         rewards, _ = score_candidates(
             lambda videos: self.reward.score_candidates(task.scene_id, scene.reference, videos),

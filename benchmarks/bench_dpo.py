@@ -2,7 +2,7 @@
 side in one run, plus where the time goes (simulation, rendering, reward, learner, queue
 waits, weight publishing) and the size of one weight broadcast. Prints one JSON line.
 
-    physgm bench dpo --actors 1,2 --scenes 8 --epochs 1
+    physgm bench dpo --actors 1,2 --scenes 8 --epochs 1 [--compare-batching]
     physgm bench dpo --data runs/quickstart/data.zarr --checkpoint runs/quickstart/checkpoints/final
 
 Without --data/--checkpoint a small synthetic dataset and a randomly initialised model are
@@ -47,7 +47,8 @@ def _weights_bytes(checkpoint: str) -> int:
 
 
 def bench(actors: list[int], n_scenes: int, epochs: int, config: str | None,
-          overrides: list[str], data: str | None, checkpoint: str | None) -> dict:
+          overrides: list[str], data: str | None, checkpoint: str | None,
+          batching: tuple[bool, ...] = (True,)) -> dict:
     import ray
 
     from learner.dpo import run_dpo
@@ -60,8 +61,10 @@ def bench(actors: list[int], n_scenes: int, epochs: int, config: str | None,
     if checkpoint is None:
         checkpoint = _prepare(tmp, cfg, n_scenes)
     rows = []
-    for n in actors:
-        run_cfg = load_config(config, base + overrides + [f"dpo.n_actors={n}", f"name=actors{n}"])
+    for n, batched in [(n, b) for b in batching for n in actors]:
+        run_cfg = load_config(config, base + overrides + [
+            f"dpo.n_actors={n}", f"dpo.batch_candidates={batched}",
+            f"name=actors{n}-{'batched' if batched else 'sequential'}"])
         t0 = time.perf_counter()
         s = run_dpo(run_cfg, checkpoint, show=False)
         wall = time.perf_counter() - t0
@@ -69,7 +72,7 @@ def bench(actors: list[int], n_scenes: int, epochs: int, config: str | None,
         t = s["timings"]
         work = sum(t[k] for k in ("sim_s", "render_s", "reward_s"))
         rows.append({
-            "actors": n, "tasks": s["tasks_done"], "pairs": s["pairs_received"],
+            "actors": n, "batched": batched, "tasks": s["tasks_done"], "pairs": s["pairs_received"],
             "steps": s["steps"], "wall_s": round(wall, 1), "loop_s": s["wall_s"],
             "pairs_per_hour": s["pairs_per_hour"],
             "learner_step_s": round(t["learn_s"] / max(s["steps"], 1), 4),
@@ -81,6 +84,11 @@ def bench(actors: list[int], n_scenes: int, epochs: int, config: str | None,
     base_rate = rows[0]["pairs_per_hour"] or 1e-9
     for row in rows:
         row["speedup"] = round(row["pairs_per_hour"] / base_rate, 2)
+        twin = next((r for r in rows if r["actors"] == row["actors"] and not r["batched"]),
+                    None)
+        if row["batched"] and twin is not None:
+            row["batched_vs_sequential"] = round(
+                row["pairs_per_hour"] / max(twin["pairs_per_hour"], 1e-9), 2)
     return {"benchmark": "dpo", "unit": "pairs/hour", "cpu_count": os.cpu_count(),
             "k": cfg.dpo.k, "scenes": n_scenes, "epochs": epochs,
             "weights_bytes": _weights_bytes(checkpoint), "runs": rows}
@@ -97,11 +105,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="config override a.b=c (repeatable)")
     ap.add_argument("--data", default=None, help="an existing scene store")
     ap.add_argument("--checkpoint", default=None, help="an existing pretrained checkpoint")
+    ap.add_argument("--compare-batching", action="store_true",
+                    help="also run each actor count with dpo.batch_candidates=false (the K "
+                         "candidates simulated one after another) and report the ratio")
     ap.add_argument("--json", action="store_true", help="(always one JSON line)")
     args = ap.parse_args(argv)
     actors = [int(a) for a in args.actors.split(",")]
+    batching = (True, False) if args.compare_batching else (True,)
     print(json.dumps(bench(actors, args.scenes, args.epochs, args.config, args.overrides,
-                           args.data, args.checkpoint)), flush=True)
+                           args.data, args.checkpoint, batching)), flush=True)
 
 
 if __name__ == "__main__":

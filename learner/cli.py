@@ -18,8 +18,10 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
 
 
 def bench_dpo(ctx: typer.Context) -> None:
-    """DPO pairs/hour with 1 and 2 actors side by side, time shares, weight size.
-    Options: --actors 1,2 --scenes 8 --epochs 1 --data PATH --checkpoint PATH --json."""
+    """DPO pairs/hour with 1 and 2 actors side by side, time shares, weight size; with
+    --compare-batching each also with the K candidates simulated one after another.
+    Options: --actors 1,2 --scenes 8 --epochs 1 --compare-batching --data PATH
+    --checkpoint PATH --json."""
     run_benchmark("dpo", list(ctx.args))
 
 

@@ -67,6 +67,9 @@ class DPOConfig(_Section):
         "independent; shared_material (one material per scene, K parameter sets of it); "
         "mirrored (K/2 draws, each with its mirror image about the policy mean: antithetic, "
         "same material and density; pair them with pair_mode: mirrored)")
+    batch_candidates: bool = Field(True, description="simulate a task's K candidates in one "
+                                   "physgm.sim.simulate_batch (False: one after another; the "
+                                   "same results on CPU, less memory at once on a GPU)")
     n_actors: int = Field(2, ge=1, description="simulation actors")
     actor_cpus: float = Field(1.0, gt=0, description="CPUs per simulation actor")
     actor_gpus: float = Field(0.0, ge=0, description="GPU fraction per simulation actor")
