@@ -2,13 +2,16 @@
 (views + simulated GT video) beside image-only scenes (`--image-only`: views, object,
 physics and labels, no simulation, no video; what pretraining reads).
 
-Generates ``--scenes`` scenes of the given config into a temporary store for each worker
-count of ``--workers`` and each kind of ``--kinds``, and reports scenes per minute (pool
-start-up included), the mean seconds per scene spent in simulation, the store size, and
-per worker count the ratio image-only / full scenes per minute. Prints one JSON line:
+Generates ``--scenes`` full scenes and ``--image-only-scenes`` image-only ones (default 4×
+as many: the process pool's start-up, several seconds on a busy machine, would otherwise
+dominate the fast kind) of the given config into a temporary store for each worker count
+of ``--workers`` and each kind of ``--kinds``, and reports scenes per minute (pool start-up
+included), the mean seconds per scene spent in simulation, the store size, and per worker
+count the ratio image-only / full scenes per minute. Prints one JSON line:
 
     python benchmarks/bench_data.py [--config configs/quickstart.yaml] [--scenes 12]
-        [--workers 1,2] [--kinds full,image_only] [--set data.image_size=64 ...]
+        [--image-only-scenes 48] [--workers 1,2] [--kinds full,image_only]
+        [--set data.image_size=64 ...]
 """
 from __future__ import annotations
 
@@ -54,18 +57,20 @@ def ratios(rows: list[dict]) -> dict[str, float]:
 
 
 def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list[str],
-        kinds: Sequence[str] = KINDS) -> dict:
+        kinds: Sequence[str] = KINDS, image_only_scenes: int | None = None) -> dict:
     from physgm.config import load_config
 
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"kinds must be among {', '.join(KINDS)}, got {list(kinds)}")
-    if scenes < 1 or not workers or min(workers) < 1:
-        raise ValueError(f"need scenes ≥ 1 and worker counts ≥ 1, got {scenes} and "
-                         f"{list(workers)}")
+    counts = {"full": scenes, "image_only": 4 * scenes if image_only_scenes is None
+              else image_only_scenes}
+    if min(counts.values()) < 1 or not workers or min(workers) < 1:
+        raise ValueError(f"need scenes ≥ 1 of each kind and worker counts ≥ 1, got {counts} "
+                         f"and {list(workers)}")
     cfg = load_config(config, overrides)
-    rows = [_one(cfg, kind, scenes, w) for w in workers for kind in kinds]
-    return {"benchmark": "data_synth", "config": config, "scenes": scenes,
+    rows = [_one(cfg, kind, counts[kind], w) for w in workers for kind in kinds]
+    return {"benchmark": "data_synth", "config": config, "scenes": counts,
             "image_size": cfg.data.image_size, "video_frames": cfg.data.video_frames,
             "n_views": cfg.data.n_views, "grid_res": cfg.sim.grid_res,
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows,
@@ -75,7 +80,9 @@ def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/quickstart.yaml")
-    parser.add_argument("--scenes", type=int, default=12)
+    parser.add_argument("--scenes", type=int, default=12, help="full scenes per run")
+    parser.add_argument("--image-only-scenes", type=int, default=None,
+                        help="image-only scenes per run (default 4 × --scenes)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="comma-separated: full, image_only")
@@ -83,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true", help="(always one JSON line)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     result = run(args.config, args.scenes, [int(w) for w in args.workers.split(",")],
-                 args.overrides, [k for k in args.kinds.split(",") if k])
+                 args.overrides, [k for k in args.kinds.split(",") if k],
+                 args.image_only_scenes)
     print(_json.dumps(result))
     return result
 

@@ -12,14 +12,16 @@ TINY = ["sim.grid_res=16", "sim.device=cpu", "data.image_size=32", "data.video_f
 
 def test_reports_both_kinds_and_the_image_only_speedup(capsys):
     quickstart = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
-    out = bench_data.main(["--config", quickstart, "--scenes", "2", "--workers", "1",
+    out = bench_data.main(["--config", quickstart, "--scenes", "2", "--image-only-scenes", "3",
+                           "--workers", "1",
                            *sum((["--set", s] for s in TINY), [])])
     assert json.loads(capsys.readouterr().out.strip()) == out
     rows = {r["kind"]: r for r in out["results"]}
     assert set(rows) == {"full", "image_only"}
-    assert all(r["written"] == 2 and r["scenes_per_min"] > 0 for r in rows.values())
+    assert rows["full"]["written"] == 2 and rows["image_only"]["written"] == 3
+    assert out["scenes"] == {"full": 2, "image_only": 3}
+    assert all(r["scenes_per_min"] > 0 for r in rows.values())
     assert rows["image_only"]["sim_s_per_scene"] == 0 < rows["full"]["sim_s_per_scene"]
-    assert rows["image_only"]["store_mb"] < rows["full"]["store_mb"]
     assert out["image_only_speedup"]["1"] == pytest.approx(
         rows["image_only"]["scenes_per_min"] / rows["full"]["scenes_per_min"], abs=0.01)
 
@@ -27,6 +29,8 @@ def test_reports_both_kinds_and_the_image_only_speedup(capsys):
 def test_bad_kinds_are_refused():
     with pytest.raises(ValueError, match="kinds"):
         bench_data.run(None, 1, [1], [], kinds=["video"])
+    with pytest.raises(ValueError, match="scenes"):
+        bench_data.run(None, 1, [1], [], image_only_scenes=0)
     assert bench_data.ratios([{"kind": "full", "workers": 2, "scenes_per_min": 10.0},
                               {"kind": "image_only", "workers": 2,
                                "scenes_per_min": 55.0}]) == {"2": 5.5}
