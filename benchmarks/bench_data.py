@@ -6,8 +6,11 @@ Generates ``--scenes`` full scenes and ``--image-only-scenes`` image-only ones (
 as many: the process pool's start-up, several seconds on a busy machine, would otherwise
 dominate the fast kind) of the given config into a temporary store for each worker count
 of ``--workers`` and each kind of ``--kinds``, and reports scenes per minute (pool start-up
-included), the mean seconds per scene spent in simulation, the store size, and per worker
-count the ratio image-only / full scenes per minute. Prints one JSON line:
+included), the CPU seconds per scene (this process and its workers, user + system: less
+sensitive than the wall time to other jobs on a shared machine), the mean seconds per scene
+spent in simulation, the store size, and per worker count the ratio image-only / full of
+scenes per minute (``image_only_speedup``) and of CPU time per scene
+(``image_only_cpu_speedup``). Prints one JSON line:
 
     python benchmarks/bench_data.py [--config configs/quickstart.yaml] [--scenes 12]
         [--image-only-scenes 48] [--workers 1,2] [--kinds full,image_only]
@@ -19,6 +22,7 @@ import argparse
 import json as _json
 import os
 import platform
+import resource
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +34,13 @@ def _size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2 ** 20
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), \
+        resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _one(cfg, kind: str, scenes: int, workers: int) -> dict:
     from physgm.data.build import synthesize
     from physgm.data.store import open_store, scene_attrs
@@ -38,22 +49,30 @@ def _one(cfg, kind: str, scenes: int, workers: int) -> dict:
     cfg.data.image_only = kind == "image_only"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.zarr"
+        cpu0 = _cpu_s()
         report = synthesize(out, cfg, n_scenes=scenes, workers=workers)
+        cpu = _cpu_s() - cpu0  # the pool's workers have exited: their time is counted
         root = open_store(out)
         sim_s = [scene_attrs(root, sid)["sim"].get("sim_wall_s", 0.0) for sid in report.written]
         return {"kind": kind, "workers": workers,
                 **{k: v for k, v in report.summary().items()
                    if k in ("written", "resampled", "wall_s", "scenes_per_min")},
+                "cpu_s_per_scene": round(cpu / max(len(report.written), 1), 3),
                 "sim_s_per_scene": round(sum(sim_s) / max(len(sim_s), 1), 3),
                 "store_mb": round(_size_mb(out), 2)}
 
 
-def ratios(rows: list[dict]) -> dict[str, float]:
-    """{workers: image-only scenes/min ÷ full scenes/min} where both kinds ran."""
-    by = {(r["kind"], r["workers"]): r["scenes_per_min"] for r in rows}
-    return {str(w): round(by[("image_only", w)] / by[("full", w)], 2)
-            for (kind, w) in by if kind == "full" and ("image_only", w) in by
-            and by[("full", w)] > 0}
+def ratios(rows: list[dict], key: str = "scenes_per_min") -> dict[str, float]:
+    """{workers: image-only ÷ full ``key``} where both kinds ran (for a cost such as
+    ``cpu_s_per_scene``: full ÷ image-only, so that > 1 means image-only is cheaper)."""
+    by = {(r["kind"], r["workers"]): r[key] for r in rows}
+    cost = key != "scenes_per_min"
+    out = {}
+    for (kind, w), full in by.items():
+        image = by.get(("image_only", w))
+        if kind == "full" and image is not None and (image if cost else full) > 0:
+            out[str(w)] = round(full / image if cost else image / full, 2)
+    return out
 
 
 def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list[str],
@@ -74,7 +93,8 @@ def run(config: str | None, scenes: int, workers: Sequence[int], overrides: list
             "image_size": cfg.data.image_size, "video_frames": cfg.data.video_frames,
             "n_views": cfg.data.n_views, "grid_res": cfg.sim.grid_res,
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "results": rows,
-            "image_only_speedup": ratios(rows)}
+            "image_only_speedup": ratios(rows),
+            "image_only_cpu_speedup": ratios(rows, "cpu_s_per_scene")}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -24,6 +24,8 @@ def test_reports_both_kinds_and_the_image_only_speedup(capsys):
     assert rows["image_only"]["sim_s_per_scene"] == 0 < rows["full"]["sim_s_per_scene"]
     assert out["image_only_speedup"]["1"] == pytest.approx(
         rows["image_only"]["scenes_per_min"] / rows["full"]["scenes_per_min"], abs=0.01)
+    assert 0 < rows["image_only"]["cpu_s_per_scene"] < rows["full"]["cpu_s_per_scene"]
+    assert out["image_only_cpu_speedup"]["1"] > 1
 
 
 def test_bad_kinds_are_refused():
@@ -34,3 +36,6 @@ def test_bad_kinds_are_refused():
     assert bench_data.ratios([{"kind": "full", "workers": 2, "scenes_per_min": 10.0},
                               {"kind": "image_only", "workers": 2,
                                "scenes_per_min": 55.0}]) == {"2": 5.5}
+    cost = [{"kind": "full", "workers": 1, "cpu_s_per_scene": 3.0},
+            {"kind": "image_only", "workers": 1, "cpu_s_per_scene": 0.5}]
+    assert bench_data.ratios(cost, "cpu_s_per_scene") == {"1": 6.0}
