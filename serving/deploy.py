@@ -90,15 +90,43 @@ def build_app(cfg: RunConfig, source: ModelSource, api_key: Optional[str] = None
                       ).bind(model, sim, settings)
 
 
+def _serve_http_elsewhere(host: str, port: int) -> Optional[str]:
+    """How the Serve instance already running in this Ray instance takes HTTP when that is
+    not on ``host:port``; None when Serve is not running or listens there."""
+    from ray.serve.config import ProxyLocation
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return None
+    controller = client._controller
+    location = ray.get(controller.get_proxy_location.remote(), timeout=60)
+    if location == ProxyLocation.Disabled:
+        return "without an HTTP proxy"
+    http = ray.get(controller.get_http_config.remote(), timeout=60)
+    if (http.host, int(http.port)) != (host, int(port)):
+        return f"with its HTTP proxies on {http.host}:{http.port}"
+    return None
+
+
 def start(cfg: RunConfig, source: ModelSource, host: Optional[str] = None,
           port: Optional[int] = None, warmup: bool = True):
     """Start Serve's HTTP proxy (``host``/``port``, default ``cfg.serve``) and deploy; Ray
     must be initialised. Returns the ingress handle. Raises ValueError for a non-loopback
-    host without an API key."""
+    host without an API key, RuntimeError when Serve already runs in this Ray instance
+    without an HTTP proxy or with one elsewhere (``serve.start`` would keep that one,
+    only logging that the new http_options are ignored, and nothing would answer on
+    ``host:port``)."""
     host = host or cfg.serve.host
     port = port or cfg.serve.port
     api_key = resolve_api_key(cfg.serve.api_key)
     check_bind(host, api_key)
+    running = _serve_http_elsewhere(host, port)
+    if running:
+        raise RuntimeError(f"Ray Serve already runs in this Ray instance {running}, and its "
+                           f"HTTP options cannot change while it runs: the app would not be "
+                           f"reachable on {host}:{port}. Stop it first (serve.shutdown(); "
+                           "e.g. a DPO run's reward service left running)")
     serve.start(http_options={"host": host, "port": port,
                               "request_timeout_s": cfg.serve.request_timeout_s + 30})
     return serve.run(build_app(cfg, source, api_key, warmup), name=APP_NAME, route_prefix="/",

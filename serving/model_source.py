@@ -97,7 +97,11 @@ REGISTRY_ALIASES = {"pretrained": "pretrained", "dpo": "champion"}   # model id 
 
 def _registry_pair(name: str) -> dict[str, ModelSource]:
     """{pretrained, dpo} → ``models:/<name>@pretrained`` and ``…@champion`` when both aliases
-    exist; {} when they do not or the registry cannot be asked."""
+    exist; {} when they do not or the registry cannot be asked.
+
+    The registry is the one MLflow resolves, the store ``_download`` loads the models from:
+    MLFLOW_TRACKING_URI (MLFLOW_REGISTRY_URI when set), or the URI this process gave
+    ``mlflow.set_tracking_uri``, which exports it as MLFLOW_TRACKING_URI too."""
     try:
         from mlflow import MlflowClient
 

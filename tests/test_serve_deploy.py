@@ -265,17 +265,17 @@ def test_serve_deploy_to_a_running_head(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_registered_models_give_the_pair_by_alias(tmp_path, monkeypatch):
+def test_registered_models_give_the_pair_by_alias(tmp_path, own_mlflow_uri):
     """Serving models:/physgm@champion puts models:/physgm@pretrained beside it as
-    'pretrained' and the champion as 'dpo', when the registry holds both aliases."""
+    'pretrained' and the champion as 'dpo', when the registry (MLFLOW_TRACKING_URI: this
+    test's own store, see conftest) holds both aliases."""
     from mlflow import MlflowClient
 
     from physgm.config import ServeConfig
     from serving.model_source import resolve_models
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     champion = ModelSource("mlflow", "models:/physgm@champion")
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=own_mlflow_uri)
     client.create_registered_model("physgm")
     versions = [client.create_model_version("physgm", source=str(tmp_path / alias)).version
                 for alias in ("pretrained", "champion")]
