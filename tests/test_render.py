@@ -275,15 +275,22 @@ def test_render_video_follows_positions_and_survives_nan():
         render_video(g, np.zeros((2, 3, 3)), None, cam, 32, 32)
 
 
-def test_bench_render_reports_both_paths():
+def test_bench_render_reports_every_path():
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder
     from benchmarks.bench_render import bench_render
 
-    out = bench_render(sizes=((24, 60),), json=False, repeats=1)
+    out = bench_render(sizes=((24, 60),), json=False, repeats=1, frames=3)
     row = out["results"][0]
     assert (row["image_px"], row["gaussians"]) == (24, 60)
     assert row["tiled_s"] > 0 and row["dense_s"] > 0 and row["ratio_tiled_over_dense"] > 0
-    assert row["max_abs_diff"] < 1e-5 and 0 < row["coverage"] <= 1
+    assert row["warp_s"] > 0 and row["speedup_warp_over_tiled"] > 0
+    assert row["max_abs_diff"] < 1e-5 and row["warp_max_abs_diff"] < 1e-4
+    assert 0 < row["coverage"] <= 1
+    video = row["video"]
+    assert video["frames"] == 3 and video["max_uint8_diff"] <= 1
+    for key in ("torch", "warp", "warp_per_frame"):
+        assert video[f"{key}_s"] > 0 and video[f"{key}_fps"] > 0
+    assert video["speedup_warp_over_torch"] > 0

@@ -1,5 +1,5 @@
 """The warp backend (forward only) draws the torch backend's image: random scenes, a simulated
-object, backgrounds, empty and culled scenes, NaN rows in render_video; batching, threads,
+object, backgrounds, empty and culled scenes, NaN rows in render_video; frames per launch,
 backend choice, the no-gradient guard and the warp lock."""
 import threading
 import time
@@ -118,10 +118,10 @@ def test_render_video_drops_nan_rows_like_torch():
     ref = render_video(g, pos, defo, cam, backend="torch", background=(0.1, 0.2, 0.3))
     videos = [render_video(g, pos, defo, cam, backend=b, background=(0.1, 0.2, 0.3), **kw)
               for b, kw in (("warp", {}), ("auto", {}), ("warp", {"frames_per_launch": 2}),
-                            ("warp", {"frames_per_launch": 1}), ("warp", {"threads": 2}))]
+                            ("warp", {"frames_per_launch": 1}))]
     assert np.abs(videos[0].astype(int) - ref).max() <= 1
     for v in videos[1:]:
-        assert np.array_equal(v, videos[0])                      # batching and threads: same
+        assert np.array_equal(v, videos[0])                      # batching: the same
     kept = g.subset(torch.arange(200) >= 50).deform(torch.from_numpy(pos[1, 50:]),
                                                     torch.from_numpy(defo[1, 50:]))
     one = rasterize(kept, cam, background=(0.1, 0.2, 0.3), backend="warp").rgb

@@ -119,15 +119,15 @@ def _frames(x, name: str, shape: Sequence[int], like: torch.Tensor) -> torch.Ten
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    x = torch.nan_to_num(x, nan=0.0).clamp(0.0, 1.0)
+    return (x * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def render_video(gaussians: Gaussians, positions: Union[np.ndarray, torch.Tensor],
                  deformation: Union[np.ndarray, torch.Tensor, None], camera: Camera,
                  width: Optional[int] = None, height: Optional[int] = None, background=None,
                  backend: str = "auto", progress: bool = False, tile_size: int = 16,
-                 with_alpha: bool = False, frames_per_launch: int = FRAMES_PER_LAUNCH,
-                 threads: int = 1):
+                 with_alpha: bool = False, frames_per_launch: int = FRAMES_PER_LAUNCH):
     """Render a simulated sequence: frame f shows Gaussian i at ``positions[f, i]`` with
     covariance F Σ Fᵀ (F = ``deformation[f, i]``; None keeps Σ). Always without gradients.
 
@@ -138,7 +138,6 @@ def render_video(gaussians: Gaussians, positions: Union[np.ndarray, torch.Tensor
             gradients are needed here); gsplat stays the choice on CUDA when available.
         with_alpha: also return the alpha (F, H, W) uint8.
         frames_per_launch: frames the warp backend bins and draws together in one launch.
-        threads: concurrent warp launches on the CPU (tiles split between them).
         Other arguments as in ``rasterize``.
 
     Returns (F, H, W, 3) uint8 (and the (F, H, W) uint8 alpha with ``with_alpha``). A
@@ -158,7 +157,7 @@ def render_video(gaussians: Gaussians, positions: Union[np.ndarray, torch.Tensor
             raise ValueError("render_video needs at least one frame")
         if resolve_backend(backend, like.device, differentiable=False) == "warp":
             rgb, alpha = _video_warp(g0, pos, defo, camera, width, height, background,
-                                     progress, frames_per_launch, threads)
+                                     progress, frames_per_launch)
             return (rgb, alpha) if with_alpha else rgb
         rgb, alpha = [], []
         for f in tqdm(range(pos.shape[0]), desc="render", disable=not progress):
@@ -175,7 +174,7 @@ def render_video(gaussians: Gaussians, positions: Union[np.ndarray, torch.Tensor
 
 def _video_warp(g0: Gaussians, pos: torch.Tensor, defo: Optional[torch.Tensor],
                 camera: Camera, width, height, background, progress: bool,
-                frames_per_launch: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+                frames_per_launch: int) -> tuple[np.ndarray, np.ndarray]:
     """render_video on the warp backend: frames_per_launch frames per kernel launch.
     pos (F, N, 3), defo (F, N, 3, 3) or None. Returns rgb (F, H, W, 3), alpha (F, H, W) uint8."""
     from physgm.render.warp_backend import rasterize_warp_frames
@@ -196,7 +195,7 @@ def _video_warp(g0: Gaussians, pos: torch.Tensor, defo: Optional[torch.Tensor],
             covs = d @ cov0 @ d.transpose(-1, -2)
         keep &= torch.isfinite(covs).all(-1).all(-1)
         out = rasterize_warp_frames(p, covs, g0.opacities, g0.colors, K, w2c, width, height,
-                                    bg, keep=keep, threads=threads)
+                                    bg, keep=keep)
         rgb.append(_to_uint8(out[0]))
         alpha.append(_to_uint8(out[1]))
     return np.concatenate(rgb), np.concatenate(alpha)
