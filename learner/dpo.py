@@ -80,12 +80,7 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
             parent_run_id: Optional[str] = None, show: bool = True,
             on_step: Optional[Callable] = None) -> dict:
     """Run (or resume) DPO; returns a summary with counts, timings and the output path."""
-    from learner.artifacts import DPOLog
-    from learner.eval_stats import loss_trend
-    from learner.orchestrator import Orchestrator
-    from learner.state import DPOState, checkpoint_dir, load_state
-    from physgm.model import save_model
-    from runtime import tracking
+    from learner.state import DPOState, load_state
     from runtime.ray_cluster import check_stage_fits, ensure_ray, log_dir
 
     ensure_ray(cfg, log_dir(cfg))
@@ -93,6 +88,26 @@ def run_dpo(cfg: RunConfig, checkpoint: Optional[str] = None, resume: bool = Fal
     t0 = time.perf_counter()
     state = load_state(cfg.run_dir) if resume else DPOState()
     setup = build_setup(cfg, checkpoint)
+    try:
+        summary = _loop(cfg, setup, state, resume, parent_run_id, show, on_step, t0)
+    except BaseException:
+        _release(setup)  # a failed run leaves no learner or reward service behind
+        raise
+    return summary
+
+
+def _loop(cfg: RunConfig, setup: DPOSetup, state, resume: bool,
+          parent_run_id: Optional[str], show: bool, on_step: Optional[Callable],
+          t0: float) -> dict:
+    """The DPO run on a built setup: resume, the orchestrator's loop in its MLflow run,
+    the final weights saved, the summary logged."""
+    from learner.artifacts import DPOLog
+    from learner.eval_stats import loss_trend
+    from learner.orchestrator import Orchestrator
+    from learner.state import checkpoint_dir
+    from physgm.model import save_model
+    from runtime import tracking
+
     if resume:
         ray.get(setup.learner.load.remote(str(checkpoint_dir(cfg.run_dir) / "learner")))
     with tracking.start_run(cfg, "dpo", parent_run_id=parent_run_id,
@@ -134,9 +149,11 @@ def _release(setup: DPOSetup) -> None:
     without an HTTP proxy, and the Ray instance may host the model's HTTP app next."""
     from ray import serve
 
-    ray.kill(setup.learner, no_restart=True)
-    serve.delete("reward")
-    serve.shutdown()
+    try:
+        ray.kill(setup.learner, no_restart=True)
+    except ValueError:  # not an actor handle any more
+        pass
+    serve.shutdown()  # a no-op when Serve is not running
 
 
 def _progress(show: bool, extra: Optional[Callable]):

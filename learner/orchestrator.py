@@ -51,12 +51,17 @@ class Orchestrator:
     def __init__(self, cfg: RunConfig, setup: DPOSetup, state: DPOState, log: DPOLog,
                  on_step: Optional[Callable[["Orchestrator"], None]] = None):
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from actors.sim_actor import SimActor
 
         self.cfg, self.setup, self.state, self.log, self.on_step = cfg, setup, state, log, on_step
         self.learner = setup.learner
-        self.queue = Queue(maxsize=cfg.dpo.queue_size)
+        # The queue lives on the driver's node: the run ends with the driver anyway, and a
+        # queue on a (spot) sim node would end it with that node. It needs no CPU.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(maxsize=cfg.dpo.queue_size,
+                           actor_options={"num_cpus": 0, "scheduling_strategy": here})
         nonce = uuid.uuid4().hex[:6]  # names stay unique when runs follow each other
         self.actors = [
             SimActor.options(name=f"physgm-sim-actor-{i}-{nonce}", max_restarts=cfg.dpo.max_restarts,

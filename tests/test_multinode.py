@@ -128,15 +128,25 @@ def test_dpo_survives_a_lost_sim_node_and_a_killed_reward_replica(cluster):
             sims = [get_actor(a._actor_id.hex(), address=c.address).node_id
                     for a in orch.actors]
             assert {node_type_of(nodes, n) for n in sims} == {"gpu_sim_a", "gpu_sim_b"}  # SPREAD
-            # the rollout queue is a Ray actor the orchestrator does not pin: it lands on any
-            # node with a CPU, and the run cannot outlive it (a gap of learner/orchestrator.py:
-            # a lost spot sim node hosting it ends the run). What is tested here is the loss
-            # of sim actors: the node removed is a sim node without the queue (there is one)
+            # the rollout queue lives on the driver's node (the head), never on a sim node
             queue = get_actor(orch.queue.actor._actor_id.hex(), address=c.address).node_id
-            victim = next(node_type_of(nodes, n) for n in sims if n != queue)
+            assert queue == c.head_node.node_id
+            victim = node_type_of(nodes, sims[0])
             events["removed"] = victim
+            events["lost_actor"] = orch.actors[0]._actor_id.hex()
             c.remove_node(nodes[victim], allow_graceful=False)
         elif "killed" not in events and orch.state.step >= 3:
+            # the lost actor comes back on the surviving sim node (the driver's loop waits
+            # here so that a run shorter than the restart cannot hide a restart that fails)
+            deadline = time.time() + 120
+            while True:  # (until Ray notices the node is gone, it still reports it ALIVE)
+                a = get_actor(events["lost_actor"], address=c.address)
+                where = node_type_of(nodes, a.node_id) if a.node_id else None
+                if a.state == "ALIVE" and where != events["removed"]:
+                    break
+                assert time.time() < deadline, f"the lost sim actor stayed {a.state} on {where}"
+                time.sleep(0.5)
+            events["restarted_on"] = where
             replica = [a for a in actors_of(c, "ServeReplica:reward:RewardService")
                        if a.state == "ALIVE"][0]
             events["killed"] = replica.actor_id
@@ -144,15 +154,13 @@ def test_dpo_survives_a_lost_sim_node_and_a_killed_reward_replica(cluster):
                      no_restart=True)
 
     s = run_dpo(cfg, str(tmp / "runs/quickstart/checkpoints/final"), show=False, on_step=chaos)
-    assert set(events) == {"removed", "killed"}
+    assert set(events) == {"removed", "lost_actor", "restarted_on", "killed"}
     n_train = len(scene_split(cfg, "train"))
     assert s["tasks_done"] == 3 * n_train and set(s["coverage"].values()) == {3}  # exact
     assert s["pairs_learned"] + s["stale_dropped"] == s["pairs_received"]  # none lost
     assert s["actor_failures"] >= 1
-    sims = actors_of(c, "SimActor")
     survivor = {"gpu_sim_a": "gpu_sim_b", "gpu_sim_b": "gpu_sim_a"}[events["removed"]]
-    restarted = [a for a in sims if a.state == "ALIVE" or a.num_restarts]
-    assert any(node_type_of(nodes, a.node_id) == survivor for a in restarted)
+    assert events["restarted_on"] == survivor
     learners = actors_of(c, "LearnerCore")
     assert learners and {node_type_of(nodes, a.node_id) for a in learners} == {"gpu_learner"}
     replicas = actors_of(c, "ServeReplica:reward:RewardService")
