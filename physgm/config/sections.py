@@ -68,7 +68,9 @@ class MPMConfig(_Section):
 class RenderConfig(_Section):
     width: int = Field(64, ge=8, le=4096)
     height: int = Field(64, ge=8, le=4096)
-    backend: Literal["auto", "torch", "gsplat"] = "auto"
+    backend: Literal["auto", "torch", "gsplat", "warp"] = Field(
+        "auto", description="auto: gsplat on CUDA; on CPU warp where no gradient is needed "
+        "(videos, views) and torch where it is (pretraining)")
     tile_size: int = Field(16, ge=4, le=128, description="torch backend tile edge [px]")
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
 

@@ -31,7 +31,8 @@ from physgm.data.objects import random_object, sample_object
 from physgm.data.store import Scene
 from physgm.gaussians import Gaussians
 from physgm.materials import Material, sample_params
-from physgm.render import rasterize
+from physgm.render import rasterize, render_video
+from physgm.render.api import resolve_backend
 from physgm.sim import simulate
 
 
@@ -94,11 +95,11 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 def render_views(gaussians: Gaussians, cameras: list[Camera], cfg: RunConfig
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``gaussians`` from each camera on black: (V, H, W, 3) uint8, (V, H, W) uint8."""
+    backend = resolve_backend(cfg.render.backend, gaussians.means.device, differentiable=False)
     rgb, alpha = [], []
     with torch.no_grad():
         for cam in cameras:
-            out = rasterize(gaussians, cam, backend=cfg.render.backend,
-                            tile_size=cfg.render.tile_size)
+            out = rasterize(gaussians, cam, backend=backend, tile_size=cfg.render.tile_size)
             rgb.append(_to_uint8(out.rgb))
             alpha.append(_to_uint8(out.alpha))
     return np.stack(rgb), np.stack(alpha)
@@ -108,17 +109,9 @@ def render_trajectory(gaussians: Gaussians, positions: np.ndarray, deformation: 
                       camera: Camera, cfg: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     """Frame f shows Gaussian i at ``positions[f, i]`` (F, N, 3) [m] with covariance
     F Σ Fᵀ (``deformation`` (F, N, 3, 3)); returns video (F, H, W, 3) uint8 and its alpha
-    (F, H, W) uint8 (``render_video`` gives only the colours)."""
-    rgb, alpha = [], []
-    dev = gaussians.means.device
-    with torch.no_grad():
-        for f in range(positions.shape[0]):
-            g = gaussians.deform(torch.from_numpy(positions[f]).to(dev),
-                                 torch.from_numpy(deformation[f]).to(dev))
-            out = rasterize(g, camera, backend=cfg.render.backend, tile_size=cfg.render.tile_size)
-            rgb.append(_to_uint8(out.rgb))
-            alpha.append(_to_uint8(out.alpha))
-    return np.stack(rgb), np.stack(alpha)
+    (F, H, W) uint8."""
+    return render_video(gaussians, positions, deformation, camera, backend=cfg.render.backend,
+                        tile_size=cfg.render.tile_size, with_alpha=True)
 
 
 def _place(particles: np.ndarray, rng: np.random.Generator, cfg: RunConfig) -> np.ndarray:

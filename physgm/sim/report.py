@@ -68,6 +68,6 @@ def write_particle_video(path: Path, result: SimResult, cfg: RunConfig) -> Path:
                               scale=dx / 3)
     cam = Camera.look_at((L / 2, 0.45 * L, 2.2 * L), (L / 2, 0.2 * L, L / 2), 40.0,
                          cfg.render.width, cfg.render.height)
-    frames = render_video(g, result.positions, result.deformation, cam, backend="torch",
+    frames = render_video(g, result.positions, result.deformation, cam, backend="auto",
                           background=(0.08, 0.08, 0.1))
     return write_video(path, frames, fps=1.0 / cfg.sim.frame_dt)
