@@ -228,11 +228,14 @@ def denormalize(material: Material | str, z, clip: bool = True) -> PhysParams:
     return PhysParams(material=material, **values)
 
 
-def sample_params(material: Material | str, rng: np.random.Generator) -> PhysParams:
-    """A parameter set drawn uniformly in each range (log-uniformly for the log10 slots)."""
+def sample_params(material: Material | str, rng: np.random.Generator,
+                  ranges: Optional[dict[str, tuple[float, float]]] = None) -> PhysParams:
+    """A parameter set drawn uniformly in each range (log-uniformly for the log10 slots);
+    ``ranges`` ({name: (low, high)}, SI units) narrows some of ``PARAM_RANGES[material]``.
+    The same random draws are consumed whatever the ranges."""
     material = Material(material)
     values = {}
-    for name, (lo, hi) in PARAM_RANGES[material].items():
+    for name, (lo, hi) in {**PARAM_RANGES[material], **(ranges or {})}.items():
         t = rng.uniform(_transform(name, lo), _transform(name, hi))
         values[name] = _inverse(name, t)
     return PhysParams(material=material, **values)

@@ -84,7 +84,13 @@ def score_cmd(
 
 @app.command("sweep")
 def sweep_cmd(
-    scene: str = typer.Option(..., "--scene", help="scene id in data.path (e.g. 000004)"),
+    scene: Optional[str] = typer.Option(None, "--scene", help="scene id in data.path (e.g. "
+                                        "000004)"),
+    per_material: int = typer.Option(0, "--per-material", help="instead of --scene: the "
+                                     "first N scenes of each true material of --split, and "
+                                     "the mean reward per offset and material"),
+    split: str = typer.Option("train", "--split", help="with --per-material: train | val | "
+                              "test | all"),
     param: str = typer.Option("E", "--param", help="E | nu | density | yield_stress | "
                               "friction_angle | hardening | critical_compression | "
                               "critical_stretch"),
@@ -100,6 +106,7 @@ def sweep_cmd(
     DPO) cannot tell values of PARAM apart on this scene.
 
     Example: physgm reward sweep -c configs/quickstart.yaml --scene 000004 --param E
+             physgm reward sweep -c configs/quickstart.yaml --per-material 4 --param E
     """
     from runtime.scenes import load_rollout_scene
 
@@ -107,6 +114,11 @@ def sweep_cmd(
     from .sweep import sensitivity, sweep, unit
 
     cfg = get_config(config, set_)
+    if (scene is None) == (per_material <= 0):
+        fail("give either --scene ID or --per-material N (N ≥ 1)")
+    if per_material > 0:
+        _sweep_materials(cfg, param, offsets, per_material, split, as_json)
+        return
     try:
         values = [float(v) for v in offsets.split(",") if v.strip()]
         if 0.0 not in values:
@@ -142,6 +154,42 @@ def sweep_cmd(
     console.print(table)
     console.print(f"sensitivity: {slope:.3f} reward lost per unit of offset "
                   f"[{unit(param) or 'SI'}] (≈ 0: DPO cannot learn {param} from this video)")
+
+
+def _sweep_materials(cfg, param: str, offsets: str, per_material: int, split: str,
+                     as_json: bool) -> None:
+    """``physgm reward sweep --per-material N``: the table of mean rewards per material."""
+    from runtime.scenes import scene_split
+
+    from .sweep import sweep_materials, unit
+
+    try:
+        values = sorted({float(v) for v in offsets.split(",") if v.strip()} | {0.0})
+        ids = scene_split(cfg, split)
+        out = sweep_materials(cfg, ids, param, values, per_material,
+                              on_scene=None if as_json else
+                              lambda sid, mat: typer.echo(f"  scene {sid} ({mat})", err=True))
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        fail(str(err))
+    if as_json:
+        typer.echo(json.dumps({"param": param, "unit": unit(param), "split": split,
+                               "materials": out}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mean reward vs {param} offset [{unit(param) or 'SI'}] per true "
+                  f"material ({split} scenes)")
+    for col in ["material", "scenes", *[f"{v:+g}" for v in values], "sensitivity",
+                "visible"]:
+        table.add_column(col)
+    for mat, row in out.items():
+        table.add_row(mat, str(len(row["scenes"])), *[f"{row['reward'][f'{v:+g}']:.3f}"
+                                                      for v in values],
+                      f"{row['sensitivity']:.3f}", f"{row['visible']:.0%}")
+    Console().print(table)
+    typer.echo("visible: share of scenes whose reward at the largest offset falls below "
+               "-0.01 (the video tells the parameter apart)")
 
 
 if __name__ == "__main__":

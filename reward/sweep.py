@@ -78,3 +78,48 @@ def sensitivity(rows: list[dict]) -> float:
 def unit(param: str) -> str:
     """The unit of a sweep offset of ``param``."""
     return "decades" if param in LOG_PARAMS else {"friction_angle": "deg"}.get(param, "")
+
+
+def sweep_materials(cfg, scene_ids: list[str], param: str, offsets: list[float],
+                    per_material: int, on_scene: Optional[Callable[[str, str], None]] = None
+                    ) -> dict:
+    """The sweep of ``param`` on up to ``per_material`` scenes of each TRUE material among
+    ``scene_ids`` (in order; scenes whose material has no ``param`` are skipped).
+
+    Returns {material: {"scenes": [ids], "reward": {offset: mean reward}, "reward_min":
+    {offset: min}, "sensitivity": mean of ``sensitivity`` per scene, "visible": fraction
+    of scenes where the reward at ±the largest offset falls below −0.01}}."""
+    from runtime.scenes import load_rollout_scene
+
+    from .scorer import RewardScorer
+
+    scorer = RewardScorer(cfg.reward)
+    rows_by: dict[str, list[list[dict]]] = {}
+    ids: dict[str, list[str]] = {}
+    for sid in scene_ids:
+        scene = load_rollout_scene(cfg, sid)
+        if scene.true is None:
+            continue
+        mat = scene.true.material.value
+        if len(ids.setdefault(mat, [])) >= per_material or param not in scene.true.values():
+            continue
+        if on_scene is not None:
+            on_scene(sid, mat)
+        w, h = scene.reference.shape[2], scene.reference.shape[1]
+        rows_by.setdefault(mat, []).append(sweep(scene, scorer, param, offsets, w, h,
+                                                 cfg.render.backend))
+        ids[mat].append(sid)
+    edge = max(abs(o) for o in offsets) if offsets else 0.0
+    out = {}
+    for mat, runs in sorted(rows_by.items()):
+        rewards = np.array([[r["reward"] for r in rows] for rows in runs])  # (S, offsets)
+        visible = [min(r["reward"] for r in rows if abs(r["offset"]) == edge) < -0.01
+                   for rows in runs]
+        out[mat] = {"scenes": ids[mat],
+                    "reward": {f"{o:+g}": round(float(v), 4)
+                               for o, v in zip(offsets, rewards.mean(0))},
+                    "reward_min": {f"{o:+g}": round(float(v), 4)
+                                   for o, v in zip(offsets, rewards.min(0))},
+                    "sensitivity": round(float(np.mean([sensitivity(r) for r in runs])), 4),
+                    "visible": round(float(np.mean(visible)), 3)}
+    return out

@@ -7,6 +7,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from physgm.materials import PARAM_RANGES, Material
+
 # added to data.seed for the pretraining store (data.pretrain_scenes): a seed no other
 # store of a run uses (validation: data.seed + 1, final test: data.seed + 7919; the
 # data seeds of `physgm study` step by 100)
@@ -119,6 +121,12 @@ class DataConfig(_Section):
                                "saturation ↔ a second parameter (physgm/data/appearance.py). "
                                "0: only the material shows, so one E per material is the best "
                                "any image model can predict")
+    true_E_pa: dict[Literal["jelly", "metal", "plasticine", "sand", "snow"],
+                    tuple[float, float]] = Field(
+        default_factory=dict, description="per material, the (low, high) range [Pa] the TRUE "
+        "E is drawn from (log-uniformly), inside physgm.materials.PARAM_RANGES; unset: the "
+        "whole range. An inner range keeps the annotator's biased labels inside the range "
+        "(unclipped), and the physics cue spans it")
     view_radius_m: tuple[float, float] = Field((0.65, 1.0), description="input camera distance "
                                                "from the object's centre [m]")
     view_elevation_deg: tuple[float, float] = Field((5.0, 45.0))
@@ -183,7 +191,18 @@ class DataConfig(_Section):
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got "
                              f"{self.val_fraction} + {self.test_fraction}")
+        for material, (lo, hi) in self.true_E_pa.items():
+            low, high = PARAM_RANGES[Material(material)]["E"]
+            if not low <= lo < hi <= high:
+                raise ValueError(f"data.true_E_pa.{material} must be (low, high) with "
+                                 f"{low:g} ≤ low < high ≤ {high:g} Pa (PARAM_RANGES), got "
+                                 f"({lo:g}, {hi:g})")
         return self
+
+    def true_ranges(self, material) -> dict[str, tuple[float, float]]:
+        """{name: (low, high)} narrowing ``PARAM_RANGES[material]`` for the TRUE parameters."""
+        value = Material(material).value
+        return {"E": tuple(self.true_E_pa[value])} if value in self.true_E_pa else {}
 
 
 class ModelConfig(_Section):

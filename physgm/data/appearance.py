@@ -90,10 +90,12 @@ def _smooth_noise(points: np.ndarray, rng: np.random.Generator, wavelength_m: fl
     return out / 2.0
 
 
-def range_position(params: PhysParams, name: str) -> float:
-    """Where ``params.<name>`` lies in its material's range: 0 at the low end, 1 at the high
-    end (in log10 for E, density and yield stress)."""
-    lo, hi = PARAM_RANGES[params.material][name]
+def range_position(params: PhysParams, name: str,
+                   ranges: dict[str, tuple[float, float]] | None = None) -> float:
+    """Where ``params.<name>`` lies in its material's range (``ranges[name]`` when given, the
+    range the value was drawn from): 0 at the low end, 1 at the high end (in log10 for E,
+    density and yield stress)."""
+    lo, hi = (ranges or {}).get(name, PARAM_RANGES[params.material][name])
     value = getattr(params, name)
     if name in LOG_PARAMS:
         value, lo, hi = np.log10(value), np.log10(lo), np.log10(hi)
@@ -102,13 +104,15 @@ def range_position(params: PhysParams, name: str) -> float:
 
 def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.random.Generator,
                       mix_probability: float = 0.1, physics: PhysParams | None = None,
-                      physics_cue: float = 0.0) -> Appearance:
+                      physics_cue: float = 0.0,
+                      ranges: dict[str, tuple[float, float]] | None = None) -> Appearance:
     """Colours and opacities for the Gaussians at ``particles`` (N, 3) [m] (rest pose).
 
     The palette is ``material``'s, except with probability ``mix_probability`` where it is
     another material's (uniformly). ``physics`` (the true parameters, of ``material``) with
     ``physics_cue`` > 0 ties brightness to E and saturation to the second parameter (module
-    docstring). Normals for shading are the directions from the object's centroid (a
+    docstring), positions taken in ``ranges`` ({name: (low, high)}: the ranges the true
+    parameters were drawn from) where given. Normals for shading are the directions from the object's centroid (a
     convex-hull approximation)."""
     material = Material(material)
     if not 0.0 <= mix_probability <= 1.0:
@@ -125,8 +129,8 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
     hue, u_s, u_v = rng.uniform(h0, h1), rng.random(), rng.random()
     t_s = t_v = 0.0
     if physics_cue > 0:
-        t_v = 1.0 - range_position(physics, "E")  # stiffer → darker
-        t_s = range_position(physics, SECOND_CUE[material])
+        t_v = 1.0 - range_position(physics, "E", ranges)  # stiffer → darker
+        t_s = range_position(physics, SECOND_CUE[material], ranges)
     c = physics_cue
     hsv = (hue, s0 + (s1 - s0) * (c * t_s + (1 - c) * u_s),
            v0 + (v1 - v0) * (c * t_v + (1 - c) * u_v))

@@ -155,13 +155,13 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
     per_axis = max(1, round(sim_cfg.particles_per_cell ** (1.0 / 3.0)))
 
     material = Material(d.materials[int(rng.integers(len(d.materials)))])
-    true = sample_params(material, rng)
+    true = sample_params(material, rng, d.true_ranges(material))
     spec = random_object(rng, tuple(d.object_size_m), tuple(d.shapes))
     particles, spacing = sample_object(spec, dx / per_axis, d.max_particles)
     particles = _place(particles, rng, cfg)
     velocity = _initial_velocity(rng, cfg)
     look = sample_appearance(material, particles, rng, d.appearance_mix, physics=true,
-                             physics_cue=d.physics_cue)
+                             physics_cue=d.physics_cue, ranges=d.true_ranges(material))
     view_rng = np.random.default_rng(rng.integers(2 ** 32))
     label = annotate(true, np.random.default_rng(rng.integers(2 ** 32)), d.label_noise,
                      d.label_bias)
