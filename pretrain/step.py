@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Callable, Mapping, Optional
 
 import torch
+import torch.nn.functional as F
 
 from physgm.camera import Camera
 from physgm.model import PhysGMOutput, PixelGaussians, pixels_to_gaussians
@@ -32,12 +33,12 @@ BATCH_KEYS = ("images", "plucker", "K", "c2w", "target_images", "target_alpha", 
 class StepOutput:
     """loss: weighted total (scalar, differentiable); terms: every loss term (detached
     floats are in ``scalars()``); rgb (B, T, Ht, Wt, 3) and alpha (B, T, Ht, Wt): the
-    renders of the target views; out: the model's output."""
+    renders of the target views (None on a physics-only step); out: the model's output."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
-    rgb: torch.Tensor
-    alpha: torch.Tensor
+    rgb: Optional[torch.Tensor]
+    alpha: Optional[torch.Tensor]
     out: PhysGMOutput
 
     def scalars(self) -> dict[str, float]:
@@ -108,12 +109,43 @@ def render_views(pix: PixelGaussians, batch: Mapping[str, torch.Tensor], K: torc
             torch.stack(alphas).view(b, t, height, width))
 
 
+def resize_targets(batch: Mapping[str, torch.Tensor], size: int) -> dict:
+    """The batch with its target views (and, for input targets, its input views' copies
+    ``loss_images``/``loss_alpha``) at size × size [px]: images and masks area-averaged,
+    intrinsics scaled. Unchanged if they already are that size."""
+    def scaled(K: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        K = K.clone()
+        K[..., 0, :] *= size / hw[1]
+        K[..., 1, :] *= size / hw[0]
+        return K
+
+    def area(x: torch.Tensor) -> torch.Tensor:  # (B, T, C, H, W)
+        b, t = x.shape[:2]
+        y = F.interpolate(x.flatten(0, 1), size=(size, size), mode="area")
+        return y.view(b, t, *y.shape[1:])
+
+    out = dict(batch)
+    hw = tuple(batch["target_images"].shape[-2:])
+    if hw != (size, size):
+        out.update(target_images=area(batch["target_images"]),
+                   target_alpha=area(batch["target_alpha"]),
+                   target_K=scaled(batch["target_K"], hw))
+    hw_in = tuple(batch["images"].shape[-2:])
+    if hw_in != (size, size):
+        out["loss_images"] = area(batch["images"])
+        out["loss_K"] = scaled(batch["K"], hw_in)
+        if "alpha" in batch:
+            out["loss_alpha"] = area(batch["alpha"])
+    return out
+
+
 def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.Tensor],
                   loss_weights: Optional[Mapping[str, float]] = None,
                   background: Optional[tuple[float, float, float]] = None,
                   backend: str = "auto", tile_size: int = 16,
                   compute_dtype: Optional[torch.dtype] = None,
-                  input_targets: int = 0, alpha_loss: str = "bce") -> StepOutput:
+                  input_targets: int = 0, alpha_loss: str = "bce",
+                  render_size: Optional[int] = None, render: bool = True) -> StepOutput:
     """Forward pass and losses of one batch (call ``backward`` on ``.loss`` yourself).
 
     ``model`` is a ``PhysGM`` or anything that calls it (a DeepSpeed engine);
@@ -122,28 +154,41 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
     losses (rgb; alpha too when the batch carries input masks ``alpha`` (B, V, 1, H, W)):
     a pixel's own Gaussian lands on it whatever its depth, so these views pin opacity and
     colour while the novel views teach depth. ``rgb``/``alpha`` of the output are the novel
-    target views only. ``alpha_loss``: "bce" or "l1" (see ``physgm.model.losses``)."""
+    target views only. ``alpha_loss``: "bce" or "l1" (see ``physgm.model.losses``).
+    ``render_size``: render the targets at render_size² [px] (intrinsics scaled, target
+    images and masks area-averaged to it): the image losses cost ∝ pixels on a CPU.
+    ``render`` False: the physics losses only (no rendering; ``rgb``/``alpha`` are None)."""
     check_batch(batch)
+    if render_size is not None:
+        batch = resize_targets(batch, int(render_size))
     images, plucker = batch["images"], batch["plucker"]
     if compute_dtype is not None:
         images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
     out = model(images, plucker)
+    physics, material, z, z_mask = _labelled(out.physics, batch)
+    if not render:
+        terms = physgm_losses(physics=physics, material=material, z=z, z_mask=z_mask,
+                              weights=loss_weights)
+        return StepOutput(loss=terms["total"] + 0.0 * _touch(out), terms=terms, rgb=None,
+                          alpha=None, out=out)
     n_in = min(int(input_targets), images.shape[1])
     t = batch["target_K"].shape[1]
     ht, wt = batch["target_images"].shape[-2:]
-    if n_in and tuple(images.shape[-2:]) != (ht, wt):
-        raise ValueError(f"input views {tuple(images.shape[-2:])} and target views {(ht, wt)} "
-                         "differ in size: set pretrain.input_targets=0 or resize the views")
-    K = torch.cat([batch["target_K"], batch["K"][:, :n_in]], 1)
+    in_images = batch.get("loss_images", batch["images"])
+    in_K, in_alpha = batch.get("loss_K", batch["K"]), batch.get("loss_alpha", batch.get("alpha"))
+    if n_in and tuple(in_images.shape[-2:]) != (ht, wt):
+        raise ValueError(f"input views {tuple(in_images.shape[-2:])} and target views "
+                         f"{(ht, wt)} differ in size: set pretrain.input_targets=0 or "
+                         "pretrain.render_size")
+    K = torch.cat([batch["target_K"], in_K[:, :n_in]], 1)
     c2w = torch.cat([batch["target_c2w"], batch["c2w"][:, :n_in]], 1)
     rgb_all, alpha_all = render_views(out.gaussians, batch, K, c2w, wt, ht, background,
                                       backend, tile_size)
-    target_rgb = torch.cat([batch["target_images"], batch["images"][:, :n_in]], 1)
-    if n_in and "alpha" in batch:
-        alpha, mask = alpha_all, torch.cat([batch["target_alpha"], batch["alpha"][:, :n_in]], 1)
+    target_rgb = torch.cat([batch["target_images"], in_images[:, :n_in]], 1)
+    if n_in and in_alpha is not None:
+        alpha, mask = alpha_all, torch.cat([batch["target_alpha"], in_alpha[:, :n_in]], 1)
     else:
         alpha, mask = alpha_all[:, :t], batch["target_alpha"]
-    physics, material, z, z_mask = _labelled(out.physics, batch)
     terms = physgm_losses(
         physics=physics, material=material, z=z, z_mask=z_mask,
         rgb=rgb_all, target_rgb=target_rgb.permute(0, 1, 3, 4, 2),

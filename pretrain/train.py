@@ -41,7 +41,7 @@ from pretrain.checkpoint import (TrainState, latest_checkpoint, load_checkpoint,
                                  prune_checkpoints, read_state, save_checkpoint, step_name)
 from pretrain.engine import build_engine
 from pretrain.loader import ShardedBatches, collate_fn, open_scenes, stream
-from pretrain.step import pretrain_step, to_device
+from pretrain.step import pretrain_step, resize_targets, to_device
 from pretrain.validate import material_by_views, psnr, validate
 from runtime import tracking
 
@@ -69,23 +69,28 @@ class WindowMeans:
 
     def __init__(self):
         self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
         self.count = 0
 
     def add(self, values: dict[str, float]) -> None:
+        """One step's scalars (a physics-only step has no image terms: each key is averaged
+        over the steps that had it)."""
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
         self.count += 1
 
     def mean_over_workers(self, device: torch.device) -> dict[str, float]:
-        """Collective (call on every rank): the window's means, averaged over workers."""
+        """Collective (call on every rank): the window's means, averaged over workers (the
+        workers take the same steps, so they hold the same keys)."""
         keys = sorted(self.sums)
-        t = torch.tensor([self.sums[k] / max(1, self.count) for k in keys], dtype=torch.float64,
-                         device=device)
+        t = torch.tensor([self.sums[k] / max(1, self.counts[k]) for k in keys],
+                         dtype=torch.float64, device=device)
         d = torch.distributed
         if d.is_initialized() and d.get_world_size() > 1:
             d.all_reduce(t)
             t /= d.get_world_size()
-        self.sums, self.count = {}, 0
+        self.sums, self.counts, self.count = {}, {}, 0
         return dict(zip(keys, t.tolist()))
 
 
@@ -93,8 +98,12 @@ def _batch_scalars(out, batch) -> dict[str, float]:
     """Training-batch figures: loss terms, PSNR of the target renders, material accuracy
     against the labels it is trained on."""
     scalars = {("loss" if k == "total" else f"loss_{k}"): v for k, v in out.scalars().items()}
-    target = batch["target_images"].permute(0, 1, 3, 4, 2).flatten(0, 1)
-    scalars["train_psnr"] = float(psnr(out.rgb.detach().flatten(0, 1), target).mean())
+    if out.rgb is not None:
+        target = batch["target_images"]
+        if tuple(target.shape[-2:]) != tuple(out.rgb.shape[2:4]):  # rendered at render_size
+            target = resize_targets(batch, out.rgb.shape[2])["target_images"]
+        target = target.permute(0, 1, 3, 4, 2).flatten(0, 1)
+        scalars["train_psnr"] = float(psnr(out.rgb.detach().flatten(0, 1), target).mean())
     pred = out.out.physics.logits.detach().argmax(-1)
     scalars["train_label_acc"] = float((pred == batch["material"]).float().mean())
     return scalars
@@ -156,7 +165,9 @@ def train_worker(config: dict) -> dict:
             epoch, index, batch = next(batches)
             batch = to_device(batch, engine.device)
             out = pretrain_step(engine.model, batch, p.loss_weights, **render,
-                                compute_dtype=engine.dtype, input_targets=p.input_targets)
+                                compute_dtype=engine.dtype, input_targets=p.input_targets,
+                                render_size=p.render_size,
+                                render=state.step % p.image_loss_every == 0)
             engine.backward_step(out.loss)
             state.epoch, state.index = order.advance(epoch, index)
             window.add(_batch_scalars(out, batch))

@@ -296,3 +296,30 @@ def test_input_views_join_the_image_losses():
     mask = torch.cat([batch["target_alpha"][:, :, 0], torch.ones(2, 2, 32, 32)], 1)
     assert float(masked.terms["alpha"]) == pytest.approx(float(alpha_loss(ra, mask, "l1")),
                                                          rel=1e-5)
+
+
+def test_render_size_renders_scaled_targets_and_physics_steps_skip_rendering():
+    """render_size renders the targets (and input targets) at a smaller size with scaled
+    intrinsics against area-averaged images; render=False trains the physics alone."""
+    from pretrain.step import resize_targets
+
+    torch.manual_seed(0)
+    model = PhysGM(ModelConfig(**TINY)).eval()
+    batch = synthetic_batch(2, n_views=2, n_targets=1, size=32)
+    with torch.no_grad():
+        full = pretrain_step(model, batch, backend="torch", input_targets=1)
+        small = pretrain_step(model, batch, backend="torch", input_targets=1, render_size=16)
+        physics = pretrain_step(model, batch, backend="torch", render=False)
+    assert small.rgb.shape == (2, 1, 16, 16, 3) and full.rgb.shape == (2, 1, 32, 32, 3)
+    # a 16² render of the same Gaussians is near the 32² one averaged over 2×2 blocks (not
+    # equal: the 0.3 px² low-pass and the opacity cut-off act per pixel)
+    pooled = torch.nn.functional.avg_pool2d(full.rgb[:, 0].permute(0, 3, 1, 2), 2)
+    small16 = small.rgb[:, 0].permute(0, 3, 1, 2)
+    assert float((pooled - small16).abs().mean()) < 0.1
+    r = resize_targets(batch, 16)
+    assert r["target_K"][0, 0, 0, 0] == pytest.approx(float(batch["target_K"][0, 0, 0, 0]) / 2)
+    assert r["loss_images"].shape[-2:] == (16, 16) and r["images"].shape[-2:] == (32, 32)
+    assert physics.rgb is None and set(physics.terms) == {"material", "param_nll",
+                                                          "param_mse", "total"}
+    assert float(physics.terms["material"]) == pytest.approx(float(full.terms["material"]))
+    assert resize_targets(batch, 32)["target_K"] is batch["target_K"]  # already that size

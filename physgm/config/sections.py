@@ -314,6 +314,14 @@ class PretrainConfig(_Section):
                                                    "custom resources per train worker, e.g. "
                                                    "{learner: 1}: pins them to a node type")
     loader_workers: int = Field(0, ge=0, description="DataLoader processes per train worker")
+    render_size: Optional[int] = Field(None, ge=8, le=4096, description="edge [px] the "
+                                       "training targets are rendered at (intrinsics scaled, "
+                                       "targets area-averaged); None: model.image_size. The "
+                                       "image losses cost ∝ pixels on a CPU; validation "
+                                       "renders at full size")
+    image_loss_every: int = Field(1, ge=1, le=100, description="steps between steps with the "
+                                  "image losses; the steps between train the physics losses "
+                                  "alone (no rendering: ~20× cheaper on a CPU)")
     input_targets: int = Field(1, ge=0, description="input views also rendered for the image "
                                "losses (they pin opacity/colour; novel views teach depth)")
 
