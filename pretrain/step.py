@@ -164,13 +164,13 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
     images, plucker = batch["images"], batch["plucker"]
     if compute_dtype is not None:
         images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
-    out = model(images, plucker)
+    out = model(images, plucker, with_gaussians=render)
     physics, material, z, z_mask = _labelled(out.physics, batch)
     if not render:
         terms = physgm_losses(physics=physics, material=material, z=z, z_mask=z_mask,
                               weights=loss_weights)
-        return StepOutput(loss=terms["total"] + 0.0 * _touch(out), terms=terms, rgb=None,
-                          alpha=None, out=out)
+        return StepOutput(loss=terms["total"] + 0.0 * _touch(out, model), terms=terms,
+                          rgb=None, alpha=None, out=out)
     n_in = min(int(input_targets), images.shape[1])
     t = batch["target_K"].shape[1]
     ht, wt = batch["target_images"].shape[-2:]
@@ -198,14 +198,20 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
                       out=out)
 
 
-def _touch(out: PhysGMOutput) -> torch.Tensor:
+def _touch(out: PhysGMOutput, model=None) -> torch.Tensor:
     """Σ of every head output, to be weighted by 0: each parameter gets a gradient (zero if
     unused) in every step. Without it a batch whose Gaussians all fall outside the target
     views, or that has no labels, leaves a head without gradients on one worker only, and
-    ZeRO's gradient buckets then differ between workers (a collective size mismatch)."""
+    ZeRO's gradient buckets then differ between workers (a collective size mismatch). On a
+    physics-only step (no Gaussians) the Gaussian head's parameters of ``model`` (a PhysGM
+    or a DeepSpeed engine around one) are touched directly, without running the head."""
     pix, phys = out.gaussians, out.physics
-    parts = [getattr(pix, f.name).float().sum() for f in fields(pix)]
-    parts += [phys.logits.float().sum(), phys.mu.float().sum(), phys.log_var.float().sum()]
+    parts = [phys.logits.float().sum(), phys.mu.float().sum(), phys.log_var.float().sum()]
+    if pix is not None:
+        parts += [getattr(pix, f.name).float().sum() for f in fields(pix)]
+    else:
+        head = getattr(model, "module", model).gaussian_head
+        parts += [p.float().sum() for p in head.parameters() if p.requires_grad]
     return torch.stack(parts).sum()
 
 

@@ -319,7 +319,7 @@ class PretrainConfig(_Section):
                                        "targets area-averaged); None: model.image_size. The "
                                        "image losses cost ∝ pixels on a CPU; validation "
                                        "renders at full size")
-    image_loss_every: int = Field(1, ge=1, le=100, description="steps between steps with the "
+    image_loss_every: int = Field(1, ge=1, le=100_000, description="steps between steps with the "
                                   "image losses; the steps between train the physics losses "
                                   "alone (no rendering: ~20× cheaper on a CPU)")
     input_targets: int = Field(1, ge=0, description="input views also rendered for the image "

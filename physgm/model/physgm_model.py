@@ -37,7 +37,7 @@ class Encoded:
 
 @dataclass(eq=False)
 class PhysGMOutput:
-    gaussians: PixelGaussians
+    gaussians: Optional[PixelGaussians]
     physics: PhysicsHeadOutput
     global_tokens: torch.Tensor
     features: Optional[list[torch.Tensor]] = None
@@ -104,9 +104,11 @@ class PhysGM(nn.Module):
         return self.physics_head(global_tokens)
 
     def forward(self, images: torch.Tensor, plucker: torch.Tensor,
-                return_features: bool = False) -> PhysGMOutput:
+                return_features: bool = False, with_gaussians: bool = True) -> PhysGMOutput:
+        """``with_gaussians`` False skips the Gaussian head (``gaussians`` is None): a
+        physics-only training step."""
         enc = self.encode(images, plucker)
-        gaussians = self.gaussian_head(enc.features, images)
+        gaussians = self.gaussian_head(enc.features, images) if with_gaussians else None
         return PhysGMOutput(gaussians=gaussians, physics=self.physics(enc.global_tokens),
                             global_tokens=enc.global_tokens,
                             features=enc.features if return_features else None)
