@@ -33,7 +33,7 @@ from physgm.sim.layout import PARTICLES_PER_THREAD, plan
 WARP_LOCK = threading.RLock()
 # Below this many particles a frame runs as one recorded graph on one thread; from it on,
 # each substep's phases are split over the threads (measured: benchmarks/bench_mpm.py).
-PARALLEL_MIN_PARTICLES = 4096
+PARALLEL_MIN_PARTICLES = 2048
 INT_MAX = np.iinfo(np.int32).max
 INT_MIN = np.iinfo(np.int32).min
 
