@@ -14,17 +14,9 @@ from physgm.gaussians import Gaussians
 from physgm.materials import PhysParams
 from physgm.render import rasterize, render_video
 from physgm.render.api import resolve_backend
+from test_render import random_scene
 
 TOL = 1e-4
-
-
-def random_scene(n, seed, dtype=torch.float32, spread=0.5):
-    gen = torch.Generator().manual_seed(seed)
-    return Gaussians(means=(torch.rand(n, 3, generator=gen) - 0.5) * 2 * spread,
-                     scales=torch.rand(n, 3, generator=gen) * 0.08 + 0.005,
-                     quats=torch.randn(n, 4, generator=gen),
-                     opacities=torch.rand(n, generator=gen),
-                     colors=torch.rand(n, 3, generator=gen)).to(dtype=dtype)
 
 
 def assert_same(a, b, tol=TOL):

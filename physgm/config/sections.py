@@ -218,7 +218,7 @@ class ModelConfig(_Section):
     depth: int = Field(4, ge=1, description="multi-view transformer blocks")
     heads: int = Field(4, ge=1)
     backbone_depth: int = Field(4, ge=1, description="vit backbone blocks (dinov3: 24, fixed)")
-    n_global_tokens: int = Field(3, ge=2, description="token 0 → material, the rest → "
+    n_global_tokens: int = Field(3, ge=2, description="all → material, tokens 1.. → "
                                  "continuous parameters")
     mlp_ratio: float = Field(4.0, gt=0)
     max_views: int = Field(4, ge=1, le=16, description="views the view embedding covers")

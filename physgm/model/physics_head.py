@@ -1,8 +1,10 @@
 """Physics head: global tokens → material logits and per-material Gaussians over the
 normalised continuous parameters (see ``distribution.py`` for the density).
 
-Global token 0 → MLP → logits (B, M). Tokens 1..G−1, each LayerNormed and concatenated →
-MLP → μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by
+All G global tokens, each LayerNormed and concatenated → MLP → logits (B, M) (measured: a
+linear probe on all three tokens of a quickstart encoder tells the material in 65 % of
+held-out scenes, on token 0 alone the head reached 52 %). Tokens 1..G−1, each LayerNormed
+and concatenated → MLP → μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by
 log σ² = 2·log std_min + 2·log(std_max / std_min)·sigmoid(·), which bounds the DPO
 policy's exploration and keeps the NLL finite.
 """
@@ -35,8 +37,8 @@ class PhysicsHead(nn.Module):
         super().__init__()
         d, h, g = cfg.dim, cfg.physics_hidden, cfg.n_global_tokens
         self.n_global = g
-        self.material = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, h), nn.GELU(),
-                                      nn.Linear(h, N_MATERIALS))
+        self.material_norm = nn.LayerNorm(d)
+        self.material = nn.Sequential(nn.Linear(g * d, h), nn.GELU(), nn.Linear(h, N_MATERIALS))
         self.param_norm = nn.LayerNorm(d)
         self.params = nn.Sequential(nn.Linear((g - 1) * d, h), nn.GELU(), nn.Linear(h, h),
                                     nn.GELU(), nn.Linear(h, 2 * N_MATERIALS * N_PARAMS))
@@ -52,7 +54,7 @@ class PhysicsHead(nn.Module):
         b, g, _ = global_tokens.shape
         if g != self.n_global:
             raise ValueError(f"physics head expects {self.n_global} global tokens, got {g}")
-        logits = self.material(global_tokens[:, 0])
+        logits = self.material(self.material_norm(global_tokens).flatten(1))
         rest = self.param_norm(global_tokens[:, 1:]).flatten(1)
         raw = self.params(rest).view(b, 2, N_MATERIALS, N_PARAMS)
         log_var = self.log_var_min + self.log_var_span * torch.sigmoid(raw[:, 1])

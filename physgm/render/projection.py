@@ -80,3 +80,18 @@ def project_gaussians(means: torch.Tensor, covs: torch.Tensor, opacities: torch.
         valid = valid & on_screen & (rx > 0) & (ry > 0) & torch.isfinite(means2d).all(-1)
         radii = torch.stack([rx, ry], -1).long() * valid[:, None]
     return Projected(means2d, conics, z, radii, valid)
+
+
+def tile_boxes(means2d: torch.Tensor, radii: torch.Tensor, tile: int, tiles_x: int,
+               tiles_y: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x0, y0, nx, counts) (N,) long: the first tile column and row each Gaussian's support
+    box (``radii`` [px] around ``means2d`` (N, 2) [px]) overlaps, how many columns, and how
+    many tiles in all, on a ``tiles_x`` × ``tiles_y`` grid of ``tile``-px tiles."""
+    u, v = means2d[:, 0].detach(), means2d[:, 1].detach()
+    rx, ry = radii[:, 0].to(u), radii[:, 1].to(u)
+    x0 = torch.floor((u - rx) / tile).clamp(0, tiles_x - 1).long()
+    x1 = torch.floor((u + rx) / tile).clamp(0, tiles_x - 1).long()
+    y0 = torch.floor((v - ry) / tile).clamp(0, tiles_y - 1).long()
+    y1 = torch.floor((v + ry) / tile).clamp(0, tiles_y - 1).long()
+    nx = x1 - x0 + 1
+    return x0, y0, nx, nx * (y1 - y0 + 1)

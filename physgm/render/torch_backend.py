@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from physgm.render.projection import ALPHA_MIN, Projected, project_gaussians
+from physgm.render.projection import ALPHA_MIN, Projected, project_gaussians, tile_boxes
 
 ALPHA_MAX = 0.99           # 3DGS clamp (gsplat uses 0.999: differs only at opaque centres)
 T_MIN = 1e-4               # a pixel is done once its transmittance would fall to this
@@ -96,17 +96,11 @@ def rasterize_dense(means, covs, opacities, colors, K, w2c, width: int, height: 
 def _tile_pairs(m2d: torch.Tensor, radii: torch.Tensor, tile: int, tiles_x: int, tiles_y: int):
     """(tile id, Gaussian index) for every tile a support box overlaps, sorted by tile and,
     within a tile, by Gaussian index (= depth order)."""
-    u, v = m2d[:, 0].detach(), m2d[:, 1].detach()
-    rx, ry = radii[:, 0].to(u), radii[:, 1].to(u)
-    x0 = torch.floor((u - rx) / tile).clamp(0, tiles_x - 1).long()
-    x1 = torch.floor((u + rx) / tile).clamp(0, tiles_x - 1).long()
-    y0 = torch.floor((v - ry) / tile).clamp(0, tiles_y - 1).long()
-    y1 = torch.floor((v + ry) / tile).clamp(0, tiles_y - 1).long()
-    nx = x1 - x0 + 1
-    counts = nx * (y1 - y0 + 1)
-    gid = torch.repeat_interleave(torch.arange(len(u), device=u.device), counts)
+    x0, y0, nx, counts = tile_boxes(m2d, radii, tile, tiles_x, tiles_y)
+    dev = m2d.device
+    gid = torch.repeat_interleave(torch.arange(len(m2d), device=dev), counts)
     start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(len(gid), device=u.device) - start[gid]
+    local = torch.arange(len(gid), device=dev) - start[gid]
     tile_id = (y0[gid] + local // nx[gid]) * tiles_x + x0[gid] + local % nx[gid]
     order = torch.argsort(tile_id, stable=True)
     return tile_id[order], gid[order]

@@ -26,7 +26,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from physgm.render.projection import ALPHA_MIN, project_gaussians
+from physgm.render.projection import ALPHA_MIN, project_gaussians, tile_boxes
 from physgm.render.torch_backend import ALPHA_MAX, T_MIN
 from physgm.sim.stepper import WARP_LOCK  # importing physgm.sim initialises warp quietly
 
@@ -160,14 +160,8 @@ def bin_frames(means: torch.Tensor, covs: torch.Tensor, opacities: torch.Tensor,
         order = torch.index_select(idx, 0, torch.sort(key, stable=True)[1])
         m2d = torch.index_select(proj.means2d, 0, order)
         radii = torch.index_select(proj.radii, 0, order)
-        u, v = m2d[:, 0], m2d[:, 1]
-        rx, ry = radii[:, 0].to(u), radii[:, 1].to(u)
-        x0 = torch.floor((u - rx) / ts).clamp(0, tiles_x - 1).long()
-        x1 = torch.floor((u + rx) / ts).clamp(0, tiles_x - 1).long()
-        y0 = torch.floor((v - ry) / ts).clamp(0, tiles_y - 1).long()
-        y1 = torch.floor((v + ry) / ts).clamp(0, tiles_y - 1).long()
-        nx = x1 - x0 + 1
-        counts = nx * (y1 - y0 + 1)
+        x0, y0, nx, counts = tile_boxes(m2d, radii, ts, tiles_x, tiles_y)
+        u = m2d[:, 0]
         base = (order // n) * n_tiles + y0 * tiles_x + x0              # first global tile
         start = torch.cumsum(counts, 0) - counts
         g = torch.repeat_interleave(torch.arange(len(order), device=u.device), counts)
