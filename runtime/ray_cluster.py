@@ -71,9 +71,10 @@ def ensure_ray(cfg: Optional[RunConfig] = None, logs: Optional[Path] = None) -> 
 
 
 def _driver_logs_to(path: Path) -> None:
-    """Send the driver's Ray library loggers to ``path`` instead of the console (MLflow is
-    imported first: it installs its own console handler on import)."""
+    """Send the driver's Ray library loggers to ``path`` instead of the console (MLflow and
+    Ray Serve are imported first: each installs its own console handler on import)."""
     import mlflow  # noqa: F401
+    import ray.serve  # noqa: F401
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)

@@ -108,7 +108,7 @@ def check_learner(dry: bool = False) -> dict:
     mc, dc = cfg.model, cfg.dpo
     head = PhysicsHead(mc)
     rng = np.random.default_rng(0)
-    tokens = {f"s{i}": rng.normal(size=(mc.n_global_tokens, mc.dim)).astype(np.float32)
+    tokens = {f"s{i}": rng.normal(size=(mc.n_physics_tokens, mc.dim)).astype(np.float32)
               for i in range(dc.batch_pairs)}
     pairs = [Pair(f"t{i}", f"s{i}", i % 5, rng.normal(0, .5, 8).astype(np.float32), (i + 1) % 5,
                   rng.normal(0, .5, 8).astype(np.float32), -.1, -.6, 0)

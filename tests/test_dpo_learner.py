@@ -44,7 +44,7 @@ def test_sample_candidates_modes():
     torch.manual_seed(0)
     head = PhysicsHead(ModelConfig()).eval()
     with torch.no_grad():
-        dist = head(torch.randn(1, ModelConfig().n_global_tokens, ModelConfig().dim)).distribution()
+        dist = head(torch.randn(1, ModelConfig().n_physics_tokens, ModelConfig().dim)).distribution()
     for mode in ("shared_material", "mirrored", "independent"):
         m, z = sample_candidates(dist, 6, seed=11, mode=mode)
         assert m.shape == (6,) and z.shape == (6, 8)
@@ -60,7 +60,7 @@ def _setup(tmp_path=None):
     mc = ModelConfig()
     head = PhysicsHead(mc)
     rng = np.random.default_rng(0)
-    tokens = {s: rng.normal(size=(mc.n_global_tokens, mc.dim)).astype(np.float32) for s in "ab"}
+    tokens = {s: rng.normal(size=(mc.n_physics_tokens, mc.dim)).astype(np.float32) for s in "ab"}
     pairs = [Pair(f"t{i}", "ab"[i % 2], i % 5, rng.normal(0, 0.5, 8).astype(np.float32),
                   (i + 2) % 5, rng.normal(0, 0.5, 8).astype(np.float32), -0.1, -0.6, 0)
              for i in range(4)]

@@ -39,7 +39,7 @@ def test_forward_shapes(views):
     assert g.colors.shape == (2, views, 32, 32, 3)
     assert out.physics.logits.shape == (2, len(MATERIALS))
     assert out.physics.mu.shape == out.physics.log_var.shape == (2, len(MATERIALS), len(PARAM_NAMES))
-    assert out.global_tokens.shape == (2, cfg.n_global_tokens, cfg.dim)
+    assert out.global_tokens.shape == (2, cfg.n_physics_tokens, cfg.dim)
     assert len(out.features) == 4 and out.features[0].shape == (2 * views, cfg.dim, 4, 4)
     # activations respect their ranges
     assert torch.all((g.depth >= cfg.near) & (g.depth <= cfg.far))
@@ -194,7 +194,7 @@ def test_encode_global_is_detached():
     model = PhysGM(ModelConfig(**TINY))
     images, rays = _inputs(1, 2, 32)
     tokens = model.encode_global(images, rays)
-    assert tokens.shape == (1, 3, 32) and not tokens.requires_grad
+    assert tokens.shape == (1, model.cfg.n_physics_tokens, 32) and not tokens.requires_grad
     # the physics head still trains on cached tokens
     model.freeze_for_dpo()
     model.physics(tokens).logits.sum().backward()

@@ -218,8 +218,9 @@ class ModelConfig(_Section):
     depth: int = Field(4, ge=1, description="multi-view transformer blocks")
     heads: int = Field(4, ge=1)
     backbone_depth: int = Field(4, ge=1, description="vit backbone blocks (dinov3: 24, fixed)")
-    n_global_tokens: int = Field(3, ge=2, description="all → material, tokens 1.. → "
-                                 "continuous parameters")
+    n_global_tokens: int = Field(3, ge=2, description="learned global tokens; the physics "
+                                 "head reads them and the mean patch token (all → material, "
+                                 "tokens 1.. → continuous parameters)")
     mlp_ratio: float = Field(4.0, gt=0)
     max_views: int = Field(4, ge=1, le=16, description="views the view embedding covers")
     dpt_layers: Optional[list[int]] = Field(None, description="transformer blocks (0-based) "
@@ -239,6 +240,12 @@ class ModelConfig(_Section):
                                             "(vgg.pth of the lpips package); None = no LPIPS")
     lpips_vgg_checkpoint: Optional[str] = Field(None, description="torchvision VGG16 weights "
                                                 "for LPIPS (needed with lpips_checkpoint)")
+
+    @property
+    def n_physics_tokens(self) -> int:
+        """Tokens the physics head reads (and DPO caches per scene): the learned global
+        tokens and the mean patch token."""
+        return self.n_global_tokens + 1
 
     @model_validator(mode="after")
     def _consistent(self):
