@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,13 +22,30 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def held_out_scene(cfg: RunConfig) -> tuple[str, str]:
+    """(store path, scene id) of a scene no training saw: the first of the final test store
+    (``eval.test_scenes``), else of the data store's test or validation split."""
+    from pipeline.run import held_out_config
+    from runtime.scenes import scene_split
+
+    test = held_out_config(cfg, "test")
+    if test is not None and Path(test.data.path).exists():
+        return test.data.path, scene_split(test, "all")[0]
+    for split in ("test", "val"):
+        try:
+            return cfg.data.path, scene_split(cfg, split)[0]
+        except ValueError:
+            continue
+    raise ValueError(f"no held-out scene to send the served model: set eval.test_scenes > 0 "
+                     f"or data.test_fraction > 0 ({cfg.data.path} has no test or val split)")
+
+
 def serve_and_predict(cfg: RunConfig, say: Callable = print) -> dict:
     import requests
     from ray import serve
 
     from learner.dpo import dpo_checkpoint_path
     from physgm.data.store import open_store, read_scene
-    from runtime.scenes import scene_split
     from serving.deploy import start
     from serving.model_source import ModelSource
 
@@ -35,8 +53,8 @@ def serve_and_predict(cfg: RunConfig, say: Callable = print) -> dict:
     source = ModelSource("checkpoint", str(ckpt.resolve()), 0, None)
     port = free_port(cfg.serve.port)
     host = "127.0.0.1"
-    sid = scene_split(cfg, "test")[0]
-    scene = read_scene(open_store(cfg.data.path, "r"), sid, arrays=("images", "K", "c2w"))
+    store, sid = held_out_scene(cfg)
+    scene = read_scene(open_store(store, "r"), sid, arrays=("images", "K", "c2w"))
     v = min(2, scene.images.shape[0])
     files = [("images", (f"view{i}.png", _png(scene.images[i]), "image/png")) for i in range(v)]
     cameras = json.dumps([{"K": scene.K[i].tolist(), "c2w": scene.c2w[i].tolist()}
@@ -60,5 +78,5 @@ def serve_and_predict(cfg: RunConfig, say: Callable = print) -> dict:
     say(f"    material {mat['name']} (p={mat['probs'][mat['name']]:.2f}), "
         f"E = {e['mean']:.3g} Pa (log10 {e.get('log10_mean', float('nan')):.2f} ± "
         f"{e.get('log10_std', float('nan')):.2f}), model_version {answer['model_version']}")
-    return {"scene_id": sid, "prediction": answer, "latency_s": round(latency, 3),
+    return {"store": store, "scene_id": sid, "prediction": answer, "latency_s": round(latency, 3),
             "startup_s": round(t1 - t0, 1), "url": url}

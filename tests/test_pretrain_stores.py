@@ -88,3 +88,18 @@ def test_dpo_tokens_encode_the_stated_number_of_views(tmp_path):
     four = encode_scenes(model, cfg, ids, cache=cache)  # default 4: recomputed, not reused
     assert torch.load(cache, weights_only=False)["key"]["views"] == cfg.dpo.encode_views == 4
     assert not all(np.allclose(four[s], tokens[s]) for s in ids)
+
+
+def test_the_served_check_sends_a_scene_of_the_final_test_store(tmp_path):
+    """`physgm run`'s serve stage needs a held-out scene even when the training store keeps
+    no test split (the quickstart: data.test_fraction 0, its own test store)."""
+    from pipeline.serve_check import held_out_scene
+
+    cfg = _cfg(tmp_path, test_fraction=0.0, val_fraction=0.0)
+    stage_data(cfg, "parent", lambda *a, **k: None)
+    store, sid = held_out_scene(cfg)
+    assert store == str(tmp_path / "test.zarr") and sid in list_scenes(open_store(store))
+    no_test = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"test_scenes": 0,
+                                                                          "val_scenes": 0})})
+    with pytest.raises(ValueError, match="eval.test_scenes"):
+        held_out_scene(no_test)
