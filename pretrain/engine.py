@@ -57,17 +57,29 @@ def deepspeed_config(cfg: PretrainConfig, world_size: int, gpu: bool) -> dict[st
 NO_DECAY_SUFFIXES = ("global_tokens", "view_embed", "cls_token", "register_tokens", "pos_embed")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: matrices/kernels (ndim ≥ 2) decay, everything else does not."""
-    decay, keep = [], []
+def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,
+                 head_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: matrices/kernels (ndim ≥ 2) decay, everything else does not. With
+    ``head_lr_scale`` ≠ 1 the physics head's parameters get groups of their own at
+    ``lr · head_lr_scale`` (the warm-up/cosine schedule scales every group alike)."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         flat = p.ndim < 2 or name.endswith(NO_DECAY_SUFFIXES)
-        (keep if flat else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": keep, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+        head = head_lr_scale != 1.0 and name.startswith("physics_head.")
+        groups.setdefault((flat, head), []).append(p)
+    out = []
+    for head in (False, True):
+        for flat in (False, True):
+            if groups.get((flat, head)):
+                g = {"params": groups[(flat, head)], "weight_decay": 0.0 if flat else weight_decay}
+                if head:
+                    if lr is None:
+                        raise ValueError("param_groups: head_lr_scale needs the base lr")
+                    g["lr"] = lr * head_lr_scale
+                out.append(g)
+    return out
 
 
 @dataclass(eq=False)
@@ -113,7 +125,8 @@ def build_engine(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[in
         device = torch.device("cpu")
     steps = total_steps if total_steps is not None else cfg.steps
     ds, _, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=param_groups(model, cfg.weight_decay),
+        model=model, model_parameters=param_groups(model, cfg.weight_decay, cfg.lr,
+                                                    cfg.head_lr_scale),
         config=deepspeed_config(cfg, world, gpu),
         lr_scheduler=lambda opt: warmup_cosine(opt, cfg.warmup_steps, steps, cfg.min_lr_ratio))
     return Engine(model=ds, module=ds.module, ds=ds, scheduler=scheduler,
@@ -123,7 +136,8 @@ def build_engine(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[in
 def build_plain(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[int] = None):
     """The same AdamW and schedule as ``build_engine``, in plain PyTorch:
     (optimizer, scheduler). Clip with ``torch.nn.utils.clip_grad_norm_(…, cfg.grad_clip)``."""
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr_scale),
+                            lr=cfg.lr,
                             betas=tuple(cfg.betas), eps=cfg.eps)
     steps = total_steps if total_steps is not None else cfg.steps
     return opt, warmup_cosine(opt, cfg.warmup_steps, steps, cfg.min_lr_ratio)

@@ -21,7 +21,7 @@ from physgm.model import load_model
 from pretrain.loader import collate_fn, open_scenes
 from pretrain.validate import material_by_views, validate
 
-METRICS = ("psnr", "material_acc", "E_mae_log10", "nu_mae")
+METRICS = ("psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae")
 PHYSICS_METRICS = ("material_acc", "E_mae_log10", "nu_mae")
 
 
@@ -91,11 +91,12 @@ def mlflow_metrics(result: Mapping, prefix: str = "eval") -> dict[str, float]:
 
 def format_report(result: Mapping) -> str:
     """A small table: figure | model | annotator."""
-    names = {"psnr": "novel-view PSNR [dB] ↑", "material_acc": "material accuracy ↑",
+    names = {"psnr": "novel-view PSNR [dB] ↑", "psnr_black": "  all-black views [dB]",
+             "material_acc": "material accuracy ↑",
              "E_mae_log10": "log10 E MAE ↓", "nu_mae": "ν MAE ↓"}
     lines = [f"{result['split']} split, {result['n_scenes']} scenes, {result['checkpoint']}",
              f"{'figure':<26}{'model':>10}{'annotator':>12}"]
-    for key in METRICS:
+    for key in (k for k in METRICS if k in result):
         ann = result["annotator"].get(key)
         lines.append(f"{names[key]:<26}{result[key]:>10.4f}"
                      + (f"{ann:>12.4f}" if ann is not None else f"{'—':>12}"))

@@ -73,12 +73,13 @@ def _mean(values: list[np.ndarray]) -> float:
 
 def summarize(per_scene: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
     """Lists of per-scene arrays → ``material_acc``, ``E_mae_log10``, ``nu_mae`` (+ ``psnr``
-    when present)."""
+    and ``psnr_black`` when present)."""
     out = {"material_acc": _mean(per_scene["correct"]),
            "E_mae_log10": _mean(per_scene["E_err_log10"]),
            "nu_mae": _mean(per_scene["nu_err"])}
-    if per_scene.get("psnr"):
-        out["psnr"] = _mean(per_scene["psnr"])
+    for key in ("psnr", "psnr_black"):
+        if per_scene.get(key):
+            out[key] = _mean(per_scene[key])
     return out
 
 
@@ -88,13 +89,14 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
              tile_size: int = 16, max_scenes: int = 0, loss_weights=None) -> dict:
     """Score ``model`` (PhysGM or an engine calling it) and the annotator on held-out batches.
 
-    Returns ``{"psnr", "material_acc", "E_mae_log10", "nu_mae", "loss", "n_scenes",
+    Returns ``{"psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae", "loss", "n_scenes",
     "annotator": {"material_acc", "E_mae_log10", "nu_mae"}}`` (means over scenes; PSNR over
-    target images). ``max_scenes`` > 0 stops after the batch that reaches that many scenes."""
+    target images; ``psnr_black``: the baseline that predicts every target pixel black, so a
+    model whose Gaussians vanished scores ≈ that). ``max_scenes`` > 0 stops after the batch that reaches that many scenes."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    ours = {"correct": [], "E_err_log10": [], "nu_err": [], "psnr": []}
+    ours = {"correct": [], "E_err_log10": [], "nu_err": [], "psnr": [], "psnr_black": []}
     annot = {"correct": [], "E_err_log10": [], "nu_err": []}
     losses, n = [], 0
     try:
@@ -102,7 +104,9 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
             batch = to_device(batch, device)
             out = pretrain_step(model, batch, loss_weights, background, backend, tile_size, dtype)
             target = batch["target_images"].permute(0, 1, 3, 4, 2)
-            ours["psnr"].append(psnr(out.rgb.flatten(0, 1), target.flatten(0, 1)).cpu().numpy())
+            flat = target.flatten(0, 1)
+            ours["psnr"].append(psnr(out.rgb.flatten(0, 1), flat).cpu().numpy())
+            ours["psnr_black"].append(psnr(torch.zeros_like(flat), flat).cpu().numpy())
             losses.append(float(out.loss))
             mat, z = _float_mode(out.out.physics)
             known = batch["true_material"] >= 0            # real scenes may lack the truth

@@ -103,3 +103,28 @@ def test_resume_with_other_world_size_says_what_to_set(tmp_path):
     ckpt = save_checkpoint(tmp_path / "c", engine, cfg, TrainState(step=1, world_size=2))
     with pytest.raises(ValueError, match="num_workers=2"):
         load_checkpoint(ckpt, engine)
+
+
+def test_the_physics_head_gets_its_own_learning_rate_under_deepspeed():
+    """pretrain.head_lr_scale: the head's AdamW groups run at lr · scale through ZeRO-2 and
+    the warm-up/cosine schedule; every other parameter keeps lr."""
+    cfg = _cfg(head_lr_scale=10.0)
+    engine = _engine(cfg)
+    head = {id(p) for p in engine.module.physics_head.parameters()}
+    batch = synthetic_batch(2, 2, 1, 32, seed=0)
+    for step in range(3):
+        engine.backward_step(pretrain_step(engine.model, batch, WEIGHTS, backend="torch").loss)
+    factor = lr_factor(3, 2, 12, 0.1)
+    groups = engine.ds.optimizer.param_groups
+    assert len(groups) == 4
+    lrs = sorted({round(g["lr"] / (cfg.pretrain.lr * factor), 6) for g in groups})
+    assert lrs == [1.0, 10.0]
+    plain = [g for g in _param_groups_of(engine.module, cfg) if "lr" in g]
+    assert {id(p) for g in plain for p in g["params"]} == head
+
+
+def _param_groups_of(model, cfg):
+    from pretrain.engine import param_groups
+
+    return param_groups(model, cfg.pretrain.weight_decay, cfg.pretrain.lr,
+                        cfg.pretrain.head_lr_scale)

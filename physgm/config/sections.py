@@ -283,6 +283,9 @@ class PretrainConfig(_Section):
     steps: int = Field(300, ge=1)
     batch_size: int = Field(4, ge=1)
     lr: float = Field(3e-4, gt=0)
+    head_lr_scale: float = Field(1.0, gt=0, le=100, description="the physics head's learning "
+                                 "rate as a multiple of lr (the head of a from-scratch encoder "
+                                 "lags its features: a linear probe on them beat it)")
     weight_decay: float = Field(0.05, ge=0)
     warmup_steps: int = Field(20, ge=0)
     grad_accum: int = Field(1, ge=1)
