@@ -4,7 +4,7 @@
     Plücker rays (B, V, 6, H, W) ─ PixelUnshuffle + linear ─────────┤ (+) + view embedding
     G learnable global tokens ──────────────────────────────────────┴► joint transformer
         ├─ 4 block outputs (patch tokens) ─► DPT Gaussian head ─► PixelGaussians (B, V, H, W, ·)
-        └─ final global tokens (B, G, D) + the mean patch token ─► physics head ─► π(material, params)
+        └─ final global tokens (B, G, D) + mean patch token ─► physics head ─► π(material, …)
 
 ``encode`` (backbone + transformer) is what DPO keeps frozen; ``physics(global_tokens)``
 runs the physics head alone on cached tokens; ``freeze_for_dpo`` leaves only the physics
