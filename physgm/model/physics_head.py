@@ -7,8 +7,9 @@ concatenated → MLP → logits (B, M) (measured: a linear probe on the three le
 a quickstart encoder told the material in 65 % of held-out scenes, the head on token 0
 alone 52 %; with the mean patch token added, 500 pretraining steps reached 40 % on
 validation against 33 % without). Tokens 1..G, each LayerNormed and concatenated → MLP →
-μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by log σ² = 2·log std_min + 2·log(std_max / std_min)·sigmoid(·), which bounds the DPO
-policy's exploration and keeps the NLL finite.
+μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by
+log σ² = 2·log std_min + 2·log(std_max / std_min)·sigmoid(·), which bounds the DPO policy's
+exploration and keeps the NLL finite.
 """
 from __future__ import annotations
 
