@@ -57,8 +57,9 @@ def test_dump_round_trips_and_flatten_names_every_leaf(tmp_path):
 
 
 def test_a_loss_weight_override_keeps_the_other_weights():
-    """`--set pretrain.loss_weights.material=1` changes one weight; rgb/alpha/params keep the
-    config's defaults (not physgm_losses' generic alpha 0.1, which collapses the model)."""
-    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["pretrain.loss_weights.material=1"])
+    """`--set pretrain.loss_weights.params=0.5` changes one weight; the ones the quickstart
+    names keep its values, the others the config's defaults (not physgm_losses' generic
+    alpha 0.1, which collapses the model)."""
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["pretrain.loss_weights.params=0.5"])
     assert cfg.pretrain.loss_weights == {"rgb": 1.0, "alpha": 0.01, "material": 1.0,
-                                         "params": 0.01}
+                                         "params": 0.5}
