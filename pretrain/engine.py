@@ -62,24 +62,18 @@ def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = No
     """AdamW groups: matrices/kernels (ndim ≥ 2) decay, everything else does not. With
     ``head_lr_scale`` ≠ 1 the physics head's parameters get groups of their own at
     ``lr · head_lr_scale`` (the warm-up/cosine schedule scales every group alike)."""
-    groups: dict[tuple[bool, bool], list] = {}
+    split_head = head_lr_scale != 1.0
+    if split_head and lr is None:
+        raise ValueError("param_groups: head_lr_scale needs the base lr")
+    groups: dict[tuple[bool, bool], list] = {}  # (head, flat) → parameters, in that order
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        flat = p.ndim < 2 or name.endswith(NO_DECAY_SUFFIXES)
-        head = head_lr_scale != 1.0 and name.startswith("physics_head.")
-        groups.setdefault((flat, head), []).append(p)
-    out = []
-    for head in (False, True):
-        for flat in (False, True):
-            if groups.get((flat, head)):
-                g = {"params": groups[(flat, head)], "weight_decay": 0.0 if flat else weight_decay}
-                if head:
-                    if lr is None:
-                        raise ValueError("param_groups: head_lr_scale needs the base lr")
-                    g["lr"] = lr * head_lr_scale
-                out.append(g)
-    return out
+        if p.requires_grad:
+            head = split_head and name.startswith("physics_head.")
+            flat = p.ndim < 2 or name.endswith(NO_DECAY_SUFFIXES)
+            groups.setdefault((head, flat), []).append(p)
+    return [{"params": groups[(head, flat)], "weight_decay": 0.0 if flat else weight_decay,
+             **({"lr": lr * head_lr_scale} if head else {})}
+            for head, flat in sorted(groups)]
 
 
 @dataclass(eq=False)
@@ -136,8 +130,7 @@ def build_engine(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[in
 def build_plain(model: nn.Module, cfg: PretrainConfig, total_steps: Optional[int] = None):
     """The same AdamW and schedule as ``build_engine``, in plain PyTorch:
     (optimizer, scheduler). Clip with ``torch.nn.utils.clip_grad_norm_(…, cfg.grad_clip)``."""
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr_scale),
-                            lr=cfg.lr,
-                            betas=tuple(cfg.betas), eps=cfg.eps)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr_scale)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     steps = total_steps if total_steps is not None else cfg.steps
     return opt, warmup_cosine(opt, cfg.warmup_steps, steps, cfg.min_lr_ratio)

@@ -19,9 +19,8 @@ from torch.utils.data import DataLoader
 from physgm.config import ModelConfig, RunConfig
 from physgm.model import load_model
 from pretrain.loader import collate_fn, open_scenes
-from pretrain.validate import material_by_views, validate
+from pretrain.validate import METRICS, material_by_views, validate
 
-METRICS = ("psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae")
 PHYSICS_METRICS = ("material_acc", "E_mae_log10", "nu_mae")
 
 

@@ -42,7 +42,7 @@ from pretrain.checkpoint import (TrainState, latest_checkpoint, load_checkpoint,
 from pretrain.engine import build_engine
 from pretrain.loader import ShardedBatches, collate_fn, open_scenes, stream
 from pretrain.step import pretrain_step, resize_targets, to_device
-from pretrain.validate import material_by_views, psnr, validate
+from pretrain.validate import METRICS, material_by_views, psnr, validate
 from runtime import tracking
 
 STAGE = "pretrain"
@@ -186,9 +186,7 @@ def train_worker(config: dict) -> dict:
             val = validate(engine.model, _val_batches(val_set, p.batch_size), engine.device,
                            engine.dtype, **render, max_scenes=p.val_scenes,
                            loss_weights=p.loss_weights)
-            metrics.update({k: val[k] for k in ("psnr", "psnr_black", "material_acc",
-                                                "E_mae_log10", "nu_mae") if k in val},
-                           val_loss=val["loss"])
+            metrics.update({k: val[k] for k in METRICS if k in val}, val_loss=val["loss"])
             metrics.update({f"annotator/{k}": v for k, v in val["annotator"].items()})
             by_views = material_by_views(engine.model, val_set, p.report_views, p.batch_size,
                                          engine.device, engine.dtype, p.val_scenes)

@@ -71,6 +71,11 @@ def _mean(values: list[np.ndarray]) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
+# The held-out figures ``validate`` returns beside the loss (``psnr_black``: the baseline that
+# predicts every target pixel black).
+METRICS = ("psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae")
+
+
 def summarize(per_scene: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
     """Lists of per-scene arrays → ``material_acc``, ``E_mae_log10``, ``nu_mae`` (+ ``psnr``
     and ``psnr_black`` when present)."""
@@ -89,10 +94,11 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
              tile_size: int = 16, max_scenes: int = 0, loss_weights=None) -> dict:
     """Score ``model`` (PhysGM or an engine calling it) and the annotator on held-out batches.
 
-    Returns ``{"psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae", "loss", "n_scenes",
-    "annotator": {"material_acc", "E_mae_log10", "nu_mae"}}`` (means over scenes; PSNR over
-    target images; ``psnr_black``: the baseline that predicts every target pixel black, so a
-    model whose Gaussians vanished scores ≈ that). ``max_scenes`` > 0 stops after the batch that reaches that many scenes."""
+    Returns ``{"psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae", "loss",
+    "n_scenes", "annotator": {"material_acc", "E_mae_log10", "nu_mae"}}`` (means over scenes;
+    PSNR over target images; ``psnr_black``: the baseline that predicts every target pixel
+    black, so a model whose Gaussians vanished scores ≈ that). ``max_scenes`` > 0 stops
+    after the batch that reaches that many scenes."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()

@@ -161,16 +161,16 @@ def bin_frames(means: torch.Tensor, covs: torch.Tensor, opacities: torch.Tensor,
         m2d = torch.index_select(proj.means2d, 0, order)
         radii = torch.index_select(proj.radii, 0, order)
         x0, y0, nx, counts = tile_boxes(m2d, radii, ts, tiles_x, tiles_y)
-        u = m2d[:, 0]
+        dev = m2d.device
         base = (order // n) * n_tiles + y0 * tiles_x + x0              # first global tile
         start = torch.cumsum(counts, 0) - counts
-        g = torch.repeat_interleave(torch.arange(len(order), device=u.device), counts)
+        g = torch.repeat_interleave(torch.arange(len(order), device=dev), counts)
         per_pair = torch.index_select(torch.stack([base, nx, start], 1), 0, g)
-        local = torch.arange(len(g), device=u.device) - per_pair[:, 2]
+        local = torch.arange(len(g), device=dev) - per_pair[:, 2]
         tile = per_pair[:, 0] + (local // per_pair[:, 1]) * tiles_x + local % per_pair[:, 1]
         tile, perm = torch.sort(tile.to(torch.int32), stable=True)     # then depth order
         per_tile = torch.bincount(tile, minlength=n_frames * n_tiles)
-        tile_start = torch.zeros(n_frames * n_tiles + 1, dtype=torch.int32, device=u.device)
+        tile_start = torch.zeros(n_frames * n_tiles + 1, dtype=torch.int32, device=dev)
         tile_start[1:] = torch.cumsum(per_tile, 0)
         f32 = torch.float32
         gid = torch.index_select(g, 0, perm)
