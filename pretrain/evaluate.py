@@ -91,6 +91,7 @@ def mlflow_metrics(result: Mapping, prefix: str = "eval") -> dict[str, float]:
 def format_report(result: Mapping) -> str:
     """A small table: figure | model | annotator."""
     names = {"psnr": "novel-view PSNR [dB] ↑", "psnr_black": "  all-black views [dB]",
+             "depth_mae": "input-view depth MAE [m] ↓",
              "material_acc": "material accuracy ↑",
              "E_mae_log10": "log10 E MAE ↓", "nu_mae": "ν MAE ↓"}
     lines = [f"{result['split']} split, {result['n_scenes']} scenes, {result['checkpoint']}",

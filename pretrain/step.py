@@ -10,7 +10,12 @@ Batch (``physgm.data.dataset.collate_views``), B scenes, V input views, T target
 - ``target_images`` (B, T, 3, Ht, Wt) in [0, 1]; ``target_alpha`` (B, T, 1, Ht, Wt) in
   [0, 1]; ``target_K`` (B, T, 3, 3); ``target_c2w`` (B, T, 4, 4);
 - ``material`` (B,) long and ``params_z`` (B, P), ``params_mask`` (B, P) bool: the
-  annotator's labels, the only supervision of the physics head.
+  annotator's labels, the only supervision of the physics head;
+- optional ``depth`` (B, V, 1, H, W) [m]: the input views' expected camera-frame z (0 where
+  unknown). Where it is known, the per-pixel Gaussians' z is pulled to it (loss term
+  ``depth``): without it the quickstart head switched every Gaussian off within 50 steps
+  (depth at a bound, opacity < 1e-4; docs/results.md), and the Gaussians of two views did
+  not meet on one surface.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import torch.nn.functional as F
 
 from physgm.camera import Camera
 from physgm.model import PhysGMOutput, PixelGaussians, pixels_to_gaussians
-from physgm.model.losses import physgm_losses
+from physgm.model.losses import DEFAULT_LOSS_WEIGHTS, physgm_losses
 from physgm.render import rasterize
 
 BATCH_KEYS = ("images", "plucker", "K", "c2w", "target_images", "target_alpha", "target_K",
@@ -76,6 +81,41 @@ def input_rays(K: torch.Tensor, c2w: torch.Tensor, width: int, height: int
     origins = torch.stack([c.position for c in cams])
     directions = torch.stack([c.rays()[1] for c in cams])
     return origins, directions
+
+
+def depth_weight(loss_weights: Optional[Mapping[str, float]]) -> float:
+    """The weight of the ``depth`` term under ``loss_weights`` (default where not named)."""
+    return float({**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}["depth"])
+
+
+def view_cosines(K: torch.Tensor, c2w: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """cos of the angle between each pixel's ray and its camera's optical axis, (B, V, H, W)
+    for K (B, V, 3, 3), c2w (B, V, 4, 4): camera-frame z = ray distance · cos."""
+    out = torch.empty(K.shape[0], K.shape[1], height, width, device=K.device)
+    for i in range(K.shape[0]):
+        _, directions = input_rays(K[i], c2w[i], width, height)        # (V, H, W, 3)
+        forward = c2w[i, :, :3, 2].to(directions)                       # (V, 3)
+        out[i] = torch.einsum("vhwc,vc->vhw", directions, forward)
+    return out
+
+
+def input_depth(pix: PixelGaussians, batch: Mapping[str, torch.Tensor]
+                ) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(predicted z, stored z, mask), each (B, V, H, W), of the input views' per-pixel
+    Gaussians [m]; None when the batch carries no depth or none of it is known."""
+    target = batch.get("depth")
+    if target is None:
+        return None
+    target = target[:, :, 0].float()
+    mask = target > 0
+    if not bool(mask.any()):
+        return None
+    b, v, h, w = pix.depth.shape
+    if tuple(target.shape) != (b, v, h, w):
+        raise ValueError(f"batch['depth'] must be (B, V, 1, H, W) = {(b, v, 1, h, w)}, got "
+                         f"{tuple(batch['depth'].shape)}")
+    z = pix.depth.float() * view_cosines(batch["K"], batch["c2w"], w, h)
+    return z, target, mask
 
 
 def _float32(pix: PixelGaussians) -> PixelGaussians:
@@ -145,7 +185,8 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
                   backend: str = "auto", tile_size: int = 16,
                   compute_dtype: Optional[torch.dtype] = None,
                   input_targets: int = 0, alpha_loss: str = "bce",
-                  render_size: Optional[int] = None, render: bool = True) -> StepOutput:
+                  render_size: Optional[int] = None, render: bool = True,
+                  depth: bool = True) -> StepOutput:
     """Forward pass and losses of one batch (call ``backward`` on ``.loss`` yourself).
 
     ``model`` is a ``PhysGM`` or anything that calls it (a DeepSpeed engine);
@@ -157,17 +198,27 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
     target views only. ``alpha_loss``: "bce" or "l1" (see ``physgm.model.losses``).
     ``render_size``: render the targets at render_size² [px] (intrinsics scaled, target
     images and masks area-averaged to it): the image losses cost ∝ pixels on a CPU.
-    ``render`` False: the physics losses only (no rendering; ``rgb``/``alpha`` are None)."""
+    ``render`` False: no rendering (``rgb``/``alpha`` are None): the physics losses, and the
+    input views' depth loss when ``depth`` is True and the batch has depth (the Gaussian
+    head then runs, ~1/3 of a physics step's cost on a CPU, rendering none).
+    ``depth``: the ``depth`` term where the batch carries stored depth (module docstring) on
+    a step without rendering too (a rendering step always has it); a ``depth`` weight of 0
+    turns it off."""
     check_batch(batch)
     if render_size is not None:
         batch = resize_targets(batch, int(render_size))
     images, plucker = batch["images"], batch["plucker"]
     if compute_dtype is not None:
         images, plucker = images.to(compute_dtype), plucker.to(compute_dtype)
-    out = model(images, plucker, with_gaussians=render)
+    use_depth = (render or bool(depth)) and depth_weight(loss_weights) > 0 \
+        and batch.get("depth") is not None and bool((batch["depth"] > 0).any())
+    out = model(images, plucker, with_gaussians=render or use_depth)
     physics, material, z, z_mask = _labelled(out.physics, batch)
+    zs = input_depth(out.gaussians, batch) if use_depth else None
+    pred_z, target_z, z_known = zs if zs is not None else (None, None, None)
     if not render:
         terms = physgm_losses(physics=physics, material=material, z=z, z_mask=z_mask,
+                              depth=pred_z, target_depth=target_z, depth_mask=z_known,
                               weights=loss_weights)
         return StepOutput(loss=terms["total"] + 0.0 * _touch(out, model), terms=terms,
                           rgb=None, alpha=None, out=out)
@@ -192,7 +243,8 @@ def pretrain_step(model: Callable[..., PhysGMOutput], batch: Mapping[str, torch.
     terms = physgm_losses(
         physics=physics, material=material, z=z, z_mask=z_mask,
         rgb=rgb_all, target_rgb=target_rgb.permute(0, 1, 3, 4, 2),
-        alpha=alpha, target_mask=mask[:, :, 0], weights=loss_weights, alpha_kind=alpha_loss)
+        alpha=alpha, target_mask=mask[:, :, 0], depth=pred_z, target_depth=target_z,
+        depth_mask=z_known, weights=loss_weights, alpha_kind=alpha_loss)
     loss = terms["total"] + 0.0 * _touch(out)
     return StepOutput(loss=loss, terms=terms, rgb=rgb_all[:, :t], alpha=alpha_all[:, :t],
                       out=out)

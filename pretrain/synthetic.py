@@ -29,7 +29,7 @@ def _blob(gen: torch.Generator, n: int = 96) -> Gaussians:
 
 def synthetic_scene(seed: int, n_views: int = 2, n_targets: int = 1, size: int = 32) -> dict:
     """One scene item (no batch dim): images (V, 3, H, W), plucker (V, 6, H, W), K, c2w,
-    target_images (T, 3, H, W), target_alpha (T, 1, H, W), target_K, target_c2w, labels."""
+    depth (V, 1, H, W) [m] (0 off the object), target_images (T, 3, H, W), target_alpha (T, 1, H, W), target_K, target_c2w, labels."""
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     blob = _blob(gen)
@@ -40,6 +40,8 @@ def synthetic_scene(seed: int, n_views: int = 2, n_targets: int = 1, size: int =
         renders = [rasterize(blob, c, backend="torch") for c in cams]
     rgb = torch.stack([r.rgb for r in renders]).permute(0, 3, 1, 2).contiguous()
     alpha = torch.stack([r.alpha for r in renders])[:, None]
+    depth = torch.stack([torch.where(r.alpha >= 0.05, r.depth, torch.zeros_like(r.depth))
+                         for r in renders])[:, None]
     material = MATERIALS[int(rng.integers(len(MATERIALS)))]
     z, mask = normalize(sample_params(material, rng))
     label = {"material": torch.tensor(MATERIALS.index(material)),
@@ -48,7 +50,7 @@ def synthetic_scene(seed: int, n_views: int = 2, n_targets: int = 1, size: int =
     return {"scene_id": f"synthetic-{seed}", "images": rgb[iv],
             "plucker": plucker_batch(cams[iv]),
             "K": torch.stack([c.K for c in cams[iv]]),
-            "c2w": torch.stack([c.c2w for c in cams[iv]]),
+            "c2w": torch.stack([c.c2w for c in cams[iv]]), "depth": depth[iv],
             "target_images": rgb[it], "target_alpha": alpha[it],
             "target_K": torch.stack([c.K for c in cams[it]]),
             "target_c2w": torch.stack([c.c2w for c in cams[it]]),

@@ -167,7 +167,8 @@ def train_worker(config: dict) -> dict:
             out = pretrain_step(engine.model, batch, p.loss_weights, **render,
                                 compute_dtype=engine.dtype, input_targets=p.input_targets,
                                 render_size=p.render_size,
-                                render=state.step % p.image_loss_every == 0)
+                                render=state.step % p.image_loss_every == 0,
+                                depth=state.step % p.depth_every == 0)
             engine.backward_step(out.loss)
             state.epoch, state.index = order.advance(epoch, index)
             window.add(_batch_scalars(out, batch))

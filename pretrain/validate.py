@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from physgm.materials import MATERIALS, NORM, PARAM_NAMES, PARAM_RANGES
-from pretrain.step import pretrain_step, to_device
+from pretrain.step import input_depth, pretrain_step, to_device
 
 E_SLOT, NU_SLOT = PARAM_NAMES.index("E"), PARAM_NAMES.index("nu")
 
@@ -73,16 +73,18 @@ def _mean(values: list[np.ndarray]) -> float:
 
 # The held-out figures ``validate`` returns beside the loss (``psnr_black``: the baseline that
 # predicts every target pixel black).
-METRICS = ("psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae")
+# ``depth_mae``: mean |z − stored z| [m] of the input views' per-pixel Gaussians on the object
+# (whether the Gaussians of the views land on one surface).
+METRICS = ("psnr", "psnr_black", "depth_mae", "material_acc", "E_mae_log10", "nu_mae")
 
 
 def summarize(per_scene: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
-    """Lists of per-scene arrays → ``material_acc``, ``E_mae_log10``, ``nu_mae`` (+ ``psnr``
-    and ``psnr_black`` when present)."""
+    """Lists of per-scene arrays → ``material_acc``, ``E_mae_log10``, ``nu_mae`` (+ ``psnr``,
+    ``psnr_black`` and ``depth_mae`` when present)."""
     out = {"material_acc": _mean(per_scene["correct"]),
            "E_mae_log10": _mean(per_scene["E_err_log10"]),
            "nu_mae": _mean(per_scene["nu_err"])}
-    for key in ("psnr", "psnr_black"):
+    for key in ("psnr", "psnr_black", "depth_mae"):
         if per_scene.get(key):
             out[key] = _mean(per_scene[key])
     return out
@@ -94,15 +96,17 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
              tile_size: int = 16, max_scenes: int = 0, loss_weights=None) -> dict:
     """Score ``model`` (PhysGM or an engine calling it) and the annotator on held-out batches.
 
-    Returns ``{"psnr", "psnr_black", "material_acc", "E_mae_log10", "nu_mae", "loss",
+    Returns ``{"psnr", "psnr_black", "depth_mae", "material_acc", "E_mae_log10", "nu_mae", "loss",
     "n_scenes", "annotator": {"material_acc", "E_mae_log10", "nu_mae"}}`` (means over scenes;
     PSNR over target images; ``psnr_black``: the baseline that predicts every target pixel
-    black, so a model whose Gaussians vanished scores ≈ that). ``max_scenes`` > 0 stops
+    black, so a model whose Gaussians vanished scores ≈ that; ``depth_mae`` [m] per scene over
+    its input views' object pixels, absent without stored depth). ``max_scenes`` > 0 stops
     after the batch that reaches that many scenes."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
-    ours = {"correct": [], "E_err_log10": [], "nu_err": [], "psnr": [], "psnr_black": []}
+    ours = {"correct": [], "E_err_log10": [], "nu_err": [], "psnr": [], "psnr_black": [],
+            "depth_mae": []}
     annot = {"correct": [], "E_err_log10": [], "nu_err": []}
     losses, n = [], 0
     try:
@@ -113,6 +117,12 @@ def validate(model: Callable, batches: Iterable[Mapping], device: torch.device |
             flat = target.flatten(0, 1)
             ours["psnr"].append(psnr(out.rgb.flatten(0, 1), flat).cpu().numpy())
             ours["psnr_black"].append(psnr(torch.zeros_like(flat), flat).cpu().numpy())
+            zs = input_depth(out.out.gaussians, batch)
+            if zs is not None:
+                z_pred, z_true, known_z = zs
+                err = ((z_pred - z_true).abs() * known_z).flatten(1).sum(1)
+                ours["depth_mae"].append((err / known_z.flatten(1).sum(1).clamp_min(1))
+                                         .cpu().numpy()[known_z.flatten(1).any(1).cpu().numpy()])
             losses.append(float(out.loss))
             mat, z = _float_mode(out.out.physics)
             known = batch["true_material"] >= 0            # real scenes may lack the truth

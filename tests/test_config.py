@@ -61,5 +61,5 @@ def test_a_loss_weight_override_keeps_the_other_weights():
     names keep its values, the others the config's defaults (not physgm_losses' generic
     alpha 0.1, which collapses the model)."""
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", ["pretrain.loss_weights.params=0.5"])
-    assert cfg.pretrain.loss_weights == {"rgb": 1.0, "alpha": 0.01, "material": 1.0,
-                                         "params": 0.5}
+    assert cfg.pretrain.loss_weights == {"rgb": 1.0, "alpha": 0.01, "depth": 1.0,
+                                         "material": 1.0, "params": 0.5}

@@ -41,7 +41,7 @@ def _doc_table(name: str) -> list[list[str]]:
 
 def test_round_trip(store, scene, tmp_path):
     back = read_scene(open_store(tmp_path / "d.zarr", "r"), "000000")
-    for name in ("images", "alpha", "K", "c2w", "video", "video_alpha", "video_K",
+    for name in ("images", "alpha", "depth", "K", "c2w", "video", "video_alpha", "video_K",
                  "video_c2w", "particles", "volumes"):
         np.testing.assert_array_equal(getattr(back, name), getattr(scene, name), err_msg=name)
         assert getattr(back, name).dtype == (np.uint8 if getattr(scene, name).dtype == np.uint8

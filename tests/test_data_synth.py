@@ -22,7 +22,7 @@ def scene():
 
 
 def _arrays(s):
-    out = {k: getattr(s, k) for k in ("images", "alpha", "K", "c2w", "video", "video_alpha",
+    out = {k: getattr(s, k) for k in ("images", "alpha", "depth", "K", "c2w", "video", "video_alpha",
                                       "video_K", "video_c2w", "particles", "volumes")}
     out.update({f"g_{k}": v for k, v in s.gaussians.items()})
     return out
@@ -86,6 +86,21 @@ def test_input_views_look_at_the_object_at_rest(scene):
         uv = (K @ pc)[:2] / pc[2]
         np.testing.assert_allclose(uv, [16, 16], atol=0.5)
         assert 0.65 - 1e-3 <= pc[2] <= 1.0 + 1e-3  # data.view_radius_m
+
+
+def test_depth_is_the_camera_z_of_the_object(scene):
+    """The stored depth: 0 off the object (mask < 5 %), else the expected camera-frame z of
+    the Gaussians there, i.e. within the object's z extent seen from that camera."""
+    assert scene.depth.shape == scene.alpha.shape and scene.depth.dtype == np.float32
+    on = scene.alpha >= 0.05 * 255 + 1
+    off = scene.alpha < 0.05 * 255 - 1
+    assert (scene.depth[off] == 0).all() and (scene.depth[on] > 0).all()
+    for v, c2w in enumerate(scene.c2w):
+        w2c = np.linalg.inv(c2w)
+        z = (scene.particles @ w2c[:3, :3].T + w2c[:3, 3])[:, 2]
+        spread = 3 * float(scene.gaussians["scales"].max())
+        d = scene.depth[v][on[v]]
+        assert d.min() >= z.min() - spread and d.max() <= z.max() + spread
 
 
 def test_video_camera_sees_the_floor_contact():

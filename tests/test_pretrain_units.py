@@ -193,9 +193,10 @@ def test_pretrain_step_losses_and_gradients():
                                        "params": 0.01}, backend="torch")
     assert out.rgb.shape == (2, 2, 32, 32, 3) and out.alpha.shape == (2, 2, 32, 32)
     terms = out.scalars()
-    assert set(terms) >= {"rgb", "alpha", "material", "param_nll", "param_mse", "total"}
-    expect = (terms["rgb"] + 0.1 * terms["alpha"] + 0.1 * terms["material"]
-              + 0.01 * (terms["param_nll"] + terms["param_mse"]))
+    assert set(terms) >= {"rgb", "alpha", "depth", "material", "param_nll", "param_mse",
+                          "total"}
+    expect = (terms["rgb"] + 0.1 * terms["alpha"] + terms["depth"] + 0.1 * terms["material"]
+              + 0.01 * (terms["param_nll"] + terms["param_mse"]))    # depth: default weight 1
     assert terms["total"] == pytest.approx(expect, rel=1e-5)
     out.loss.backward()
     assert model.backbone.vit.patch_embed.weight.grad.abs().sum() > 0    # through the renderer
@@ -285,7 +286,7 @@ def test_input_views_join_the_image_losses():
                                 "target_c2w": batch["c2w"][:, :1],
                                 "target_images": batch["images"][:, :1]}, backend="torch")
     expect = 0.5 * (novel.terms["rgb"] + own.terms["rgb"])
-    assert float(both.terms["rgb"]) == pytest.approx(float(expect), rel=1e-5)
+    assert float(both.terms["rgb"].detach()) == pytest.approx(float(expect), rel=1e-5)
     assert float(both.terms["alpha"]) == pytest.approx(float(novel.terms["alpha"]), rel=1e-6)
     # with input masks, alpha covers the novel view and both inputs (input_targets capped at V)
     ra = torch.cat([novel.alpha, own.alpha,
@@ -300,7 +301,8 @@ def test_input_views_join_the_image_losses():
 
 def test_render_size_renders_scaled_targets_and_physics_steps_skip_rendering():
     """render_size renders the targets (and input targets) at a smaller size with scaled
-    intrinsics against area-averaged images; render=False trains the physics alone."""
+    intrinsics against area-averaged images; render=False with depth=False trains the
+    physics alone (with depth: tests/test_pretrain_depth.py)."""
     from pretrain.step import resize_targets
 
     torch.manual_seed(0)
@@ -309,7 +311,7 @@ def test_render_size_renders_scaled_targets_and_physics_steps_skip_rendering():
     with torch.no_grad():
         full = pretrain_step(model, batch, backend="torch", input_targets=1)
         small = pretrain_step(model, batch, backend="torch", input_targets=1, render_size=16)
-        physics = pretrain_step(model, batch, backend="torch", render=False)
+        physics = pretrain_step(model, batch, backend="torch", render=False, depth=False)
     assert small.rgb.shape == (2, 1, 16, 16, 3) and full.rgb.shape == (2, 1, 32, 32, 3)
     # a 16² render of the same Gaussians is near the 32² one averaged over 2×2 blocks (not
     # equal: the 0.3 px² low-pass and the opacity cut-off act per pixel)

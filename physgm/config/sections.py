@@ -219,7 +219,7 @@ class ModelConfig(_Section):
     heads: int = Field(4, ge=1)
     backbone_depth: int = Field(4, ge=1, description="vit backbone blocks (dinov3: 24, fixed)")
     n_global_tokens: int = Field(3, ge=2, description="learned global tokens; the physics "
-                                 "head reads them and the mean patch token (all → material, "
+                                 "head reads them and the max-pooled patch token (all → material, "
                                  "tokens 1.. → continuous parameters)")
     mlp_ratio: float = Field(4.0, gt=0)
     max_views: int = Field(4, ge=1, le=16, description="views the view embedding covers")
@@ -244,7 +244,7 @@ class ModelConfig(_Section):
     @property
     def n_physics_tokens(self) -> int:
         """Tokens the physics head reads (and DPO caches per scene): the learned global
-        tokens and the mean patch token."""
+        tokens and the max-pooled patch token."""
         return self.n_global_tokens + 1
 
     @model_validator(mode="after")
@@ -276,7 +276,8 @@ class ModelConfig(_Section):
 
 
 # The quickstart-tested weights; a config or --set naming some of them keeps the others.
-PRETRAIN_LOSS_WEIGHTS = {"rgb": 1.0, "alpha": 0.01, "material": 0.1, "params": 0.01}
+PRETRAIN_LOSS_WEIGHTS = {"rgb": 1.0, "alpha": 0.01, "depth": 1.0, "material": 0.1,
+                         "params": 0.01}
 
 
 class PretrainConfig(_Section):
@@ -332,6 +333,11 @@ class PretrainConfig(_Section):
     image_loss_every: int = Field(1, ge=1, le=100_000, description="steps between steps with the "
                                   "image losses; the steps between train the physics losses "
                                   "alone (no rendering: ~20× cheaper on a CPU)")
+    depth_every: int = Field(1, ge=1, le=100_000, description="steps between steps with the "
+                             "input views' depth loss where the store has depth (every "
+                             "rendering step has it; on a physics-only step it runs the "
+                             "Gaussian head without rendering: ~1.5× that step's cost on a "
+                             "CPU)")
     input_targets: int = Field(1, ge=0, description="input views also rendered for the image "
                                "losses (they pin opacity/colour; novel views teach depth)")
 

@@ -70,6 +70,19 @@ def _images(pixels: np.ndarray, size: Optional[int]) -> torch.Tensor:
     return x
 
 
+def _depth(depth: Optional[np.ndarray], views: np.ndarray, shape: tuple[int, int, int],
+           size: Optional[int]) -> torch.Tensor:
+    """The stored depth (V_stored, H, W) [m] of ``views`` → (V, 1, H', W') float32 (nearest
+    neighbour to size², so no pixel mixes object and background); zeros (= unknown) for a
+    scene that stores none (real captures)."""
+    if depth is None:
+        depth = np.zeros(shape, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(depth[views], np.float32))[:, None]
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="nearest")
+    return x
+
+
 class SceneDataset(torch.utils.data.Dataset):
     """Training items from a scene store.
 
@@ -87,7 +100,8 @@ class SceneDataset(torch.utils.data.Dataset):
         image_size: resize views to image_size² (intrinsics rescaled); None keeps them.
 
     Item (a dict): scene_id str; images (V, 3, H, W) float32 in [0, 1]; plucker (V, 6, H, W);
-    K (V, 3, 3); c2w (V, 4, 4); target_images (T, 3, H, W); target_alpha (T, 1, H, W) in
+    K (V, 3, 3); c2w (V, 4, 4); depth (V, 1, H, W) expected camera-frame z of the input
+    views [m], 0 where unknown; target_images (T, 3, H, W); target_alpha (T, 1, H, W) in
     [0, 1]; target_K (T, 3, 3); target_c2w (T, 4, 4); material long (−1 if unlabelled);
     params_z (P,) float32; params_mask (P,) bool; true_material; true_params_z;
     true_params_mask.
@@ -173,7 +187,7 @@ class SceneDataset(torch.utils.data.Dataset):
         from physgm.data.store import read_scene
 
         sid = self.ids[index]
-        s = read_scene(self._open(), sid, arrays=("images", "alpha", "K", "c2w"))
+        s = read_scene(self._open(), sid, arrays=("images", "alpha", "depth", "K", "c2w"))
         h, w = s.images.shape[1:3]
         inputs, targets = self.choose_views(index, s.images.shape[0], views)
         size = self.image_size
@@ -191,6 +205,7 @@ class SceneDataset(torch.utils.data.Dataset):
             "plucker": plucker_batch(in_cams),
             "K": torch.stack([c.K for c in in_cams]),
             "c2w": torch.stack([c.c2w for c in in_cams]),
+            "depth": _depth(s.depth, inputs, s.images.shape[:3], size),
             "target_images": _images(s.images[targets], size),
             "target_alpha": _images(alpha[targets][..., None], size),
             "target_K": torch.stack([c.K for c in tgt_cams]),
@@ -202,7 +217,7 @@ class SceneDataset(torch.utils.data.Dataset):
         }
 
 
-_PER_VIEW = ("images", "plucker", "K", "c2w")
+_PER_VIEW = ("images", "plucker", "K", "c2w", "depth")
 
 
 def collate_views(batch: list[dict]) -> dict:

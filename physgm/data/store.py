@@ -6,6 +6,8 @@
                                    source, complete (written last)
         images     (V, H, W, 3) uint8    input views, RGB
         alpha      (V, H, W)    uint8    their masks (0..255)
+        depth      (V, H, W)    float32  their expected camera-frame z [m] (0 where the
+                                         mask is under 5 %; synthetic only)
         K          (V, 3, 3)    float32  intrinsics [px]
         c2w        (V, 4, 4)    float32  camera-to-world (OpenCV axes) [m]
         video      (T, H, W, 3) uint8    ground-truth video (T = n_frames + 1)
@@ -39,7 +41,7 @@ GAUSSIAN_FIELDS = ("means", "scales", "quats", "opacities", "colors")
 SPLITS = ("train", "val", "test")
 REQUIRED = ("images", "K", "c2w")
 VIDEO = ("video", "video_K", "video_c2w")   # all or none (none: an image-only scene)
-ARRAYS = REQUIRED + VIDEO + ("alpha", "video_alpha", "particles", "volumes")
+ARRAYS = REQUIRED + VIDEO + ("alpha", "depth", "video_alpha", "particles", "volumes")
 
 
 class StoreError(ValueError):
@@ -63,6 +65,7 @@ class Scene:
     video_K: Optional[np.ndarray]
     video_c2w: Optional[np.ndarray]
     alpha: Optional[np.ndarray] = None
+    depth: Optional[np.ndarray] = None
     video_alpha: Optional[np.ndarray] = None
     particles: Optional[np.ndarray] = None
     volumes: Optional[np.ndarray] = None
@@ -95,6 +98,7 @@ class Scene:
                   ("video_K", self.video_K, (3, 3), None),
                   ("video_c2w", self.video_c2w, (4, 4), None),
                   ("alpha", self.alpha, (v, h, w), np.uint8),
+                  ("depth", self.depth, (v, h, w), None),
                   ("video_alpha", self.video_alpha, (t, th, tw), np.uint8)]
         n = -1 if self.particles is None else len(self.particles)
         checks += [("particles", self.particles, (n, 3), None),
@@ -163,7 +167,8 @@ def write_scene(root, scene_id: str, scene: Scene) -> None:
     if scene_id in scenes:
         del scenes[scene_id]
     g = scenes.create_group(scene_id)
-    arrays = {"images": scene.images, "alpha": scene.alpha, "K": scene.K, "c2w": scene.c2w,
+    arrays = {"images": scene.images, "alpha": scene.alpha, "depth": scene.depth,
+              "K": scene.K, "c2w": scene.c2w,
               "video": scene.video, "video_alpha": scene.video_alpha, "video_K": scene.video_K,
               "video_c2w": scene.video_c2w, "particles": scene.particles,
               "volumes": scene.volumes}
@@ -226,7 +231,7 @@ def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) ->
     attrs = dict(g.attrs)
     known = {"true", "label", "sim", "shape", "appearance", "seed", "source", "complete"}
     return Scene(
-        **required, **video, alpha=a["alpha"], video_alpha=a["video_alpha"],
+        **required, **video, alpha=a["alpha"], depth=a["depth"], video_alpha=a["video_alpha"],
         particles=a["particles"], volumes=a["volumes"], gaussians=gaussians,
         true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
         label=PhysParams(**attrs["label"]) if attrs.get("label") else None,

@@ -92,17 +92,25 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (torch.nan_to_num(x, nan=0.0).clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
+DEPTH_MIN_ALPHA = 0.05  # below it a pixel's expected depth is left out (0)
+
+
 def render_views(gaussians: Gaussians, cameras: list[Camera], cfg: RunConfig
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``gaussians`` from each camera on black: (V, H, W, 3) uint8, (V, H, W) uint8."""
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``gaussians`` from each camera on black: rgb (V, H, W, 3) uint8, alpha
+    (V, H, W) uint8 and expected camera-frame depth (V, H, W) float32 [m] (0 where alpha <
+    ``DEPTH_MIN_ALPHA``): what the Gaussian head's depth is supervised with."""
     backend = resolve_backend(cfg.render.backend, gaussians.means.device, differentiable=False)
-    rgb, alpha = [], []
+    rgb, alpha, depth = [], [], []
     with torch.no_grad():
         for cam in cameras:
             out = rasterize(gaussians, cam, backend=backend, tile_size=cfg.render.tile_size)
             rgb.append(_to_uint8(out.rgb))
             alpha.append(_to_uint8(out.alpha))
-    return np.stack(rgb), np.stack(alpha)
+            z = torch.nan_to_num(out.depth, nan=0.0, posinf=0.0, neginf=0.0)
+            depth.append(torch.where(out.alpha >= DEPTH_MIN_ALPHA, z, torch.zeros_like(z))
+                         .float().cpu().numpy())
+    return np.stack(rgb), np.stack(alpha), np.stack(depth)
 
 
 def render_trajectory(gaussians: Gaussians, positions: np.ndarray, deformation: np.ndarray,
@@ -180,7 +188,7 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
         result = simulate(particles, true, sim_cfg, volumes=volumes, velocities=velocity)
         if result.status != "ok":
             return None, result.status
-    images, alpha = render_views(g, cams, cfg)
+    images, alpha, depth = render_views(g, cams, cfg)
     video = video_alpha = video_K = video_c2w = None
     if result is not None:
         vcam = video_camera(cfg)
@@ -200,7 +208,7 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
                           "sim_wall_s": round(float(result.wall_s), 3),
                           "status": result.status})
     scene = Scene(
-        images=images, alpha=alpha,
+        images=images, alpha=alpha, depth=depth,
         K=np.stack([c.K.numpy() for c in cams]), c2w=np.stack([c.c2w.numpy() for c in cams]),
         video=video, video_alpha=video_alpha, video_K=video_K, video_c2w=video_c2w,
         particles=particles, volumes=volumes,

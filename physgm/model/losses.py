@@ -3,7 +3,8 @@
 Terms (each a scalar, mean over its elements):
 - ``rgb``: L2 between rendered and target RGB, (..., H, W, 3) in [0, 1];
 - ``alpha``: rendered alpha vs the target foreground mask, BCE (default) or L1;
-- ``depth``: L1 between rendered and target depth [m] where the mask is set;
+- ``depth``: L1 between predicted and target depth [m] where the mask is set (pretraining:
+  the per-pixel Gaussians' camera-frame z in the input views vs the stored depth);
 - ``lpips``: LPIPS-VGG (only with an ``LPIPS`` module built from local weights);
 - ``material``: cross-entropy of the material logits against the label;
 - ``param_nll``: Gaussian NLL ½(log 2π + log σ² + (z − μ)²/σ²) of the labelled parameters
@@ -117,6 +118,7 @@ def physgm_losses(physics: Optional[PhysicsHeadOutput] = None,
                   rgb: Optional[torch.Tensor] = None, target_rgb: Optional[torch.Tensor] = None,
                   alpha: Optional[torch.Tensor] = None, target_mask: Optional[torch.Tensor] = None,
                   depth: Optional[torch.Tensor] = None, target_depth: Optional[torch.Tensor] = None,
+                  depth_mask: Optional[torch.Tensor] = None,
                   weights: Optional[Mapping[str, float]] = None, lpips=None,
                   alpha_kind: str = "bce") -> dict[str, torch.Tensor]:
     """All applicable terms and their weighted sum under ``"total"``.
@@ -124,7 +126,7 @@ def physgm_losses(physics: Optional[PhysicsHeadOutput] = None,
     physics + material (B,) → ``material``; physics + material + z (B, P) → ``param_nll``,
     ``param_mse``; rgb/target_rgb (..., H, W, 3) → ``rgb`` (+ ``lpips`` when an ``LPIPS``
     module is given); alpha/target_mask (..., H, W) → ``alpha``; depth/target_depth
-    (..., H, W) [m] → ``depth`` (masked by target_mask when given)."""
+    (..., H, W) [m] → ``depth`` (masked by ``depth_mask``, else by target_mask, when given)."""
     terms: dict[str, torch.Tensor] = {}
     if rgb is not None and target_rgb is not None:
         terms["rgb"] = rgb_loss(rgb, target_rgb)
@@ -133,7 +135,8 @@ def physgm_losses(physics: Optional[PhysicsHeadOutput] = None,
     if alpha is not None and target_mask is not None:
         terms["alpha"] = alpha_loss(alpha, target_mask, alpha_kind)
     if depth is not None and target_depth is not None:
-        terms["depth"] = depth_loss(depth, target_depth, target_mask)
+        terms["depth"] = depth_loss(depth, target_depth,
+                                    depth_mask if depth_mask is not None else target_mask)
     if physics is not None and material is not None:
         terms["material"] = material_loss(physics.logits, material)
         if z is not None:

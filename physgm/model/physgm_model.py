@@ -4,7 +4,7 @@
     Plücker rays (B, V, 6, H, W) ─ PixelUnshuffle + linear ─────────┤ (+) + view embedding
     G learnable global tokens ──────────────────────────────────────┴► joint transformer
         ├─ 4 block outputs (patch tokens) ─► DPT Gaussian head ─► PixelGaussians (B, V, H, W, ·)
-        └─ final global tokens (B, G, D) + mean patch token ─► physics head ─► π(material, …)
+        └─ final global tokens (B, G, D) + max-pooled patch token ─► physics head ─► π(material, …)
 
 ``encode`` (backbone + transformer) is what DPO keeps frozen; ``physics(global_tokens)``
 runs the physics head alone on cached tokens; ``freeze_for_dpo`` leaves only the physics
@@ -29,7 +29,7 @@ from physgm.model.transformer import MultiViewTransformer, dpt_layer_indices
 @dataclass(eq=False)
 class Encoded:
     """global_tokens (B, G + 1, D) after the final norm: the G learned global tokens and the
-    mean of all views' patch tokens (what the physics head reads); features: 4 block outputs
+    max over all views' patch tokens (what the physics head reads); features: 4 block outputs
     as maps (B·V, D, h, w), shallow to deep."""
 
     global_tokens: torch.Tensor
@@ -92,10 +92,12 @@ class PhysGM(nn.Module):
         tokens = torch.cat([self.global_tokens.expand(b, -1, -1), x.flatten(1, 2)], dim=1)
         out, kept = self.transformer(tokens, self.dpt_layers)
         features = [k[:, g:].reshape(b * v, gh, gw, -1).permute(0, 3, 1, 2) for k in kept]
-        # The mean patch token beside the learned ones: the object's colour statistics, which
-        # tell the material, reach the physics head linearly from the first step on
-        # (measured: the head on the G learned tokens alone stayed near chance for 500 steps).
-        pooled = out[:, g:].mean(dim=1, keepdim=True)
+        # The max-pooled patch token beside the learned ones: the object's colour statistics,
+        # which tell the material, reach the physics head from the first step on. Max, not
+        # mean: the object covers ~10 % of the patches, and a mean drowns it in background
+        # (measured, 500 physics-only steps on the quickstart, validation material accuracy:
+        # learned tokens alone ≈ 0.33, + mean 0.35, + max 0.71; docs/results.md).
+        pooled = out[:, g:].amax(dim=1, keepdim=True)
         return Encoded(global_tokens=torch.cat([out[:, :g], pooled], dim=1), features=features)
 
     @torch.no_grad()
