@@ -2,8 +2,10 @@
 
     python -m serving.make_samples            # writes serving/static/samples/
 
-Each sample is a primitive (``physgm.sim.sample_shape``) made of Gaussians, shaded with a
-simple light so its 3D form shows, seen from the server's default cameras
+Each sample is a primitive (``physgm.sim.sample_shape``) made of Gaussians that look like
+its material does in the training data (``physgm.data.appearance.sample_appearance``: the
+material's palette, opacity, shading and texture; a fixed seed, the hue fixed where the
+title names a colour), seen from the server's default cameras
 (``serving.inputs.CameraDefaults``), so the page can send the views without cameras.
 ``samples.json`` lists them with the cameras used.
 """
@@ -15,30 +17,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from physgm.data.appearance import sample_appearance
 from physgm.gaussians import Gaussians
+from physgm.materials import Material
 from physgm.render import rasterize
 from physgm.sim import sample_shape
 from serving.inputs import CameraDefaults
 
 OUT = Path(__file__).resolve().parent / "static" / "samples"
-SAMPLES = {  # name: (shape, size [m], RGB, views, title)
-    "jelly_cube": ("cube", 0.18, (0.85, 0.2, 0.3), 2, "red jelly cube, 2 views"),
-    "snow_ball": ("sphere", 0.2, (0.92, 0.94, 0.97), 3, "snow ball, 3 views"),
+SAMPLES = {  # name (<material>_<shape>): (shape, size [m], hue or None, views, title)
+    "jelly_cube": ("cube", 0.18, 0.97, 2, "red jelly cube, 2 views"),
+    "snow_ball": ("sphere", 0.2, None, 3, "snow ball, 3 views"),
 }
+SEED = 0
 SIZE = 128
 
 
-def sample_gaussians(shape: str, size: float, rgb, centre) -> Gaussians:
-    """The shape's particles as Gaussians, coloured rgb with Lambert shading from above."""
+def sample_gaussians(name: str, centre) -> Gaussians:
+    """Sample ``name``'s shape as Gaussians with its material's look (module docstring)."""
+    shape, size, hue, _, _ = SAMPLES[name]
     spacing = size / 14
-    pts = sample_shape(shape, centre, size, spacing)
-    normal = pts - np.asarray(centre)
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-9
-    light = np.array([0.3, 0.9, 0.3]) / np.linalg.norm([0.3, 0.9, 0.3])
-    shade = 0.55 + 0.45 * np.clip(normal @ light, 0, 1)
-    colors = np.clip(np.asarray(rgb)[None] * shade[:, None], 0, 1)
-    return Gaussians.from_points(pts.astype(np.float32), colors.astype(np.float32),
-                                 scale=spacing * 0.7, opacity=0.95)
+    pts = sample_shape(shape, centre, size, spacing).astype(np.float32)
+    look = sample_appearance(Material(name.split("_")[0]), pts, np.random.default_rng(SEED),
+                             mix_probability=0.0, hue=hue)
+    g = Gaussians.from_points(pts, look.colors, scale=look.scale_factor * spacing)
+    g.opacities = torch.from_numpy(look.opacities)
+    return g
 
 
 def render_sample(name: str, out_dir: Path = OUT, defaults: CameraDefaults = CameraDefaults()
@@ -46,8 +50,8 @@ def render_sample(name: str, out_dir: Path = OUT, defaults: CameraDefaults = Cam
     """Write ``<name>_v<i>.png`` for each view; returns the samples.json entry."""
     from PIL import Image
 
-    shape, size, rgb, views, title = SAMPLES[name]
-    g = sample_gaussians(shape, size, rgb, defaults.target)
+    views, title = SAMPLES[name][3:]
+    g = sample_gaussians(name, defaults.target)
     cams = defaults.cameras(views, SIZE, SIZE)
     files = []
     for i, cam in enumerate(cams):

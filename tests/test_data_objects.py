@@ -175,3 +175,17 @@ def test_physics_cue_ties_colour_to_E_and_the_second_parameter():
         sample_appearance("plasticine", pts, np.random.default_rng(0), 0.0, physics_cue=0.5)
     with pytest.raises(ValueError, match="physics_cue"):
         sample_appearance("plasticine", pts, np.random.default_rng(0), 0.0, params[0], 1.5)
+
+
+def test_a_fixed_hue_changes_the_hue_alone():
+    """hue= replaces the drawn hue and consumes the same draws: with the drawn hue given
+    back, the colours are the drawn ones; another hue keeps saturation, value and opacity."""
+    pts, _ = sample_object(_spec(), 0.04)
+    drawn = sample_appearance("jelly", pts, np.random.default_rng(3), 0.0)
+    same = sample_appearance("jelly", pts, np.random.default_rng(3), 0.0, hue=drawn.info["hsv"][0])
+    np.testing.assert_allclose(same.colors, drawn.colors, atol=1e-6)
+    red = sample_appearance("jelly", pts, np.random.default_rng(3), 0.0, hue=0.97)
+    assert red.info["hsv"][0] == 0.97 and red.info["hsv"][1:] == drawn.info["hsv"][1:]
+    assert red.info["opacity"] == drawn.info["opacity"]
+    with pytest.raises(ValueError, match="hue"):
+        sample_appearance("jelly", pts, np.random.default_rng(3), 0.0, hue=1.0)

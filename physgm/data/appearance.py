@@ -105,20 +105,24 @@ def range_position(params: PhysParams, name: str,
 def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.random.Generator,
                       mix_probability: float = 0.1, physics: PhysParams | None = None,
                       physics_cue: float = 0.0,
-                      ranges: dict[str, tuple[float, float]] | None = None) -> Appearance:
+                      ranges: dict[str, tuple[float, float]] | None = None,
+                      hue: float | None = None) -> Appearance:
     """Colours and opacities for the Gaussians at ``particles`` (N, 3) [m] (rest pose).
 
     The palette is ``material``'s, except with probability ``mix_probability`` where it is
     another material's (uniformly). ``physics`` (the true parameters, of ``material``) with
     ``physics_cue`` > 0 ties brightness to E and saturation to the second parameter (module
     docstring), positions taken in ``ranges`` ({name: (low, high)}: the ranges the true
-    parameters were drawn from) where given. Normals for shading are the directions from the object's centroid (a
+    parameters were drawn from) where given. ``hue`` in [0, 1) fixes the base colour's hue
+    instead of drawing it (the demo's samples; the same random draws are consumed). Normals for shading are the directions from the object's centroid (a
     convex-hull approximation)."""
     material = Material(material)
     if not 0.0 <= mix_probability <= 1.0:
         raise ValueError(f"mix_probability must be in [0, 1], got {mix_probability}")
     if not 0.0 <= physics_cue <= 1.0:
         raise ValueError(f"physics_cue must be in [0, 1], got {physics_cue}")
+    if hue is not None and not 0.0 <= hue < 1.0:
+        raise ValueError(f"hue must be in [0, 1), got {hue}")
     if physics_cue > 0 and (physics is None or physics.material != material):
         raise ValueError("physics_cue > 0 needs the object's true parameters (physics=) of "
                          f"material '{material.value}'")
@@ -126,7 +130,8 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
     if rng.random() < mix_probability:
         palette = MATERIALS[int(rng.choice([i for i, m in enumerate(MATERIALS) if m != material]))]
     (h0, h1), (s0, s1), (v0, v1), (o0, o1) = PALETTES[palette]
-    hue, u_s, u_v = rng.uniform(h0, h1), rng.random(), rng.random()
+    drawn_hue, u_s, u_v = rng.uniform(h0, h1), rng.random(), rng.random()
+    hue = drawn_hue if hue is None else hue
     t_s = t_v = 0.0
     if physics_cue > 0:
         t_v = 1.0 - range_position(physics, "E", ranges)  # stiffer → darker
