@@ -138,6 +138,11 @@ def evaluate(
     dpo: Annotated[Optional[Path], typer.Option(
         "--dpo", help="a DPO checkpoint (e.g. runs/<name>/checkpoints/dpo): also compare "
         "w/o vs w/ DPO on simulated videos (video reward, win rate, material, log10 E)")] = None,
+    ceiling: Annotated[int, typer.Option(
+        "--ceiling", min=0, help="also the ceiling of DPO's E: each scene's pretrained physics "
+        "with E on a grid of this many values over its material's true range (0 = off; 7 "
+        "costs ~7 simulations per scene): the reward-optimal constant E per material and, "
+        "with --dpo, the fraction of the gap DPO closes")] = 0,
     config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Score a checkpoint on held-out scenes against the TRUE physical parameters.
@@ -157,6 +162,7 @@ def evaluate(
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     metrics = mlflow_metrics(result)
+    comparison_rows = None
     if dpo is not None:
         from learner.eval_summary import format_table
         from learner.eval_summary import mlflow_metrics as dpo_metrics
@@ -167,12 +173,26 @@ def evaluate(
             cfg.data.path = str(data)
         ensure_ray(cfg, log_dir(cfg))
         try:
-            summary, _ = run_comparison(cfg, str(ckpt), str(dpo), scenes or None, split)
+            summary, comparison_rows = run_comparison(cfg, str(ckpt), str(dpo), scenes or None,
+                                                      split)
         except (FileNotFoundError, ValueError) as err:
             fail(str(err))
         result["dpo_comparison"] = summary
         result["dpo_table"] = format_table(summary)
         metrics.update(dpo_metrics(summary))
+    if ceiling:
+        from learner.ceiling import format_ceiling, run_ceiling, summarize_ceiling
+        from runtime.ray_cluster import ensure_ray, log_dir
+
+        if data is not None:
+            cfg.data.path = str(data)
+        ensure_ray(cfg, log_dir(cfg))
+        try:
+            rows = run_ceiling(cfg, str(ckpt), ceiling, scenes or None, split)
+        except (FileNotFoundError, ValueError) as err:
+            fail(str(err))
+        result["ceiling"] = summarize_ceiling(rows, comparison_rows)
+        result["ceiling_table"] = format_ceiling(result["ceiling"])
     if log_mlflow:
         from runtime import tracking
 
@@ -183,5 +203,6 @@ def evaluate(
         echo_json(result)
     else:
         typer.echo(format_report(result))
-        if "dpo_table" in result:
-            typer.echo("\n" + result["dpo_table"])
+        for key in ("dpo_table", "ceiling_table"):
+            if key in result:
+                typer.echo("\n" + result[key])

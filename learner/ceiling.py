@@ -1,0 +1,152 @@
+"""The ceiling of what DPO can do to E: the reward-optimal constant E per true material.
+
+For every held-out scene, the pretrained policy's mean parameters of the scene's TRUE
+material (its μ for that material, whatever material it would name) are simulated with E
+replaced by each value of a grid: ``n_grid`` log-spaced values over the material's true-E
+range (``data.true_ranges``, else ``PARAM_RANGES``), all in one batch, and scored against
+the GT video. Per material, the grid value whose mean reward over the material's scenes is
+highest is the reward-optimal constant E*, and that mean reward the ceiling: what a head
+that outputs one E per material, with the pretrained model's other parameters and the
+right material, reaches at best. Beside a w/o-vs-w/ DPO comparison on the same scenes, the
+fraction of the gap closed is (R_dpo − R_pre) / (R_ceiling − R_pre) per material (NaN
+where the pretrained policy is already at or above the ceiling).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import numpy as np
+import ray
+import torch
+
+from physgm.config import RunConfig
+from physgm.materials import MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, NORM
+from reward.rollout import simulate_and_score
+
+E_SLOT = PARAM_NAMES.index("E")
+
+
+def e_grid(cfg: RunConfig, material: Material | str, n: int) -> np.ndarray:
+    """(n,) E values [Pa], log-spaced over ``material``'s true-E range."""
+    if n < 2:
+        raise ValueError(f"the ceiling's E grid needs at least 2 values, got {n}")
+    material = Material(material)
+    lo, hi = cfg.data.true_ranges(material).get("E", PARAM_RANGES[material]["E"])
+    return np.logspace(math.log10(lo), math.log10(hi), n)
+
+
+def z_with_E(z: np.ndarray, E: np.ndarray) -> np.ndarray:
+    """z (P,) normalised parameters → (len(E), P), each row z with its E slot set to E [Pa]."""
+    centre, half = NORM["E"]
+    out = np.repeat(np.asarray(z, np.float32)[None], len(E), 0)
+    out[:, E_SLOT] = (np.log10(E) - centre) / half
+    return out
+
+
+def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_grid: int) -> dict:
+    """One held-out scene (with TRUE physics) → {"scene_id", "true_material", "E" (n,) [Pa],
+    "reward" (n,)}: the pretrained μ of the true material at each grid E."""
+    if scene.true is None:
+        raise ValueError(f"scene {scene.scene_id} has no true physics: the ceiling needs them")
+    m = MATERIALS.index(scene.true.material)
+    with torch.no_grad():
+        mu = head(torch.tensor(tokens).float()[None]).distribution().mu[0, m]
+    grid = e_grid(cfg, scene.true.material, n_grid)
+    scorer.prepare_reference(scene.scene_id, scene.reference)
+    w, h = scene.reference.shape[2], scene.reference.shape[1]
+    scored, _ = simulate_and_score(scene, scorer, [m] * n_grid,
+                                   z_with_E(mu.float().cpu().numpy(), grid), w, h,
+                                   cfg.render.backend)
+    return {"scene_id": scene.scene_id, "true_material": scene.true.material.value,
+            "E": grid.tolist(), "reward": [float(res.reward) for _, res in scored]}
+
+
+def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = None) -> dict:
+    """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)]}
+    and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok scenes whose material
+    the pretrained policy names right (so both policies simulate the material the ceiling
+    does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed."""
+    by_scene = {r["scene_id"]: r for r in comparison_rows or []}
+    out = {}
+    for mat in sorted({r["true_material"] for r in rows}):
+        mine = [r for r in rows if r["true_material"] == mat]
+        rewards = np.array([r["reward"] for r in mine])               # (n_scenes, n_grid)
+        mean = rewards.mean(0)
+        best = int(np.argmax(mean))
+        entry = {"n": len(mine), "E_star": mine[0]["E"][best], "ceiling": float(mean[best]),
+                 "reward_by_E": [[e, float(v)] for e, v in zip(mine[0]["E"], mean)]}
+        ok = [i for i, r in enumerate(mine) if r["scene_id"] in by_scene
+              and by_scene[r["scene_id"]]["pretrained"].get("material_ok") == 1.0]
+        if ok:
+            paired = [by_scene[mine[i]["scene_id"]] for i in ok]
+            pre = float(np.mean([p["pretrained"]["reward"] for p in paired]))
+            dpo = float(np.mean([p["dpo"]["reward"] for p in paired]))
+            ceil_ok = float(rewards[ok, best].mean())
+            gap = ceil_ok - pre
+            entry.update(n_ok=len(ok), ceiling_ok=ceil_ok, pretrained=pre, dpo=dpo,
+                         gap_closed=(dpo - pre) / gap if gap > 1e-9 else float("nan"))
+        out[mat] = entry
+    return out
+
+
+def format_ceiling(summary: dict) -> str:
+    """The per-material ceiling table."""
+    lines = [f"{'true material':14s}{'n':>4s}{'E* [Pa]':>11s}{'ceiling':>10s}{'n ok':>6s}"
+             f"{'ceiling':>10s}{'w/o DPO':>10s}{'w/ DPO':>10s}{'gap closed':>12s}"]
+    for mat, e in summary.items():
+        cols = [f"{e[k]:10.4f}" if k in e else f"{'—':>10s}"
+                for k in ("ceiling_ok", "pretrained", "dpo")]
+        gap = f"{e['gap_closed']:11.0%}" if "gap_closed" in e and np.isfinite(e["gap_closed"]) \
+            else f"{'—':>11s}"
+        lines.append(f"{mat:14s}{e['n']:4d}{e['E_star']:11.3g}{e['ceiling']:10.4f}"
+                     f"{e.get('n_ok', 0):6d}{''.join(cols)} {gap}")
+    lines.append("(E*: the reward-optimal constant E per true material, with the pretrained "
+                 "model's other parameters and the right material, over all n scenes; then on "
+                 "the n ok scenes whose material the pretrained model names right: the reward "
+                 "at E*, w/o and w/ DPO; gap closed = (w/ − w/o) / (ceiling − w/o))")
+    return "\n".join(lines)
+
+
+def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int | None = None,
+                split: str = "test", parallel: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """The grid of every held-out scene (``ceiling_scene``) → rows, in parallel as Ray tasks
+    when Ray is running."""
+    from physgm.model import load_model
+    from runtime.scenes import encode_scenes, scene_split
+
+    ids = scene_split(cfg, split)
+    ids = ids[:n_scenes] if n_scenes else ids
+    model, _ = load_model(pretrained, "cpu")
+    tokens = encode_scenes(model, cfg, ids)
+    head = model.physics_head.eval()
+    progress = on_progress or (lambda done, total: None)
+    if parallel and ray.is_initialized():
+        head_ref = ray.put(head)
+        refs = [_ceiling_remote.remote(cfg, sid, head_ref, tokens[sid], n_grid) for sid in ids]
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=1)
+            progress(len(refs) - len(pending), len(refs))
+        return ray.get(refs)
+    rows = []
+    for sid in ids:
+        rows.append(_ceiling_one(cfg, sid, head, tokens[sid], n_grid))
+        progress(len(rows), len(ids))
+    return rows
+
+
+def _ceiling_one(cfg: RunConfig, scene_id: str, head, tokens: np.ndarray, n_grid: int) -> dict:
+    from reward.scorer import RewardScorer
+    from runtime.scenes import load_rollout_scene
+
+    torch.set_num_threads(1)
+    return ceiling_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), head, tokens,
+                         RewardScorer(cfg.reward), n_grid)
+
+
+@ray.remote(num_cpus=1)
+def _ceiling_remote(cfg: RunConfig, scene_id: str, head, tokens: np.ndarray,
+                    n_grid: int) -> dict:
+    return _ceiling_one(cfg, scene_id, head, tokens, n_grid)
