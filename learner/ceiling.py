@@ -8,8 +8,10 @@ the GT video. Per material, the grid value whose mean reward over the material's
 highest is the reward-optimal constant E*, and that mean reward the ceiling: what a head
 that outputs one E per material, with the pretrained model's other parameters and the
 right material, reaches at best. Beside a w/o-vs-w/ DPO comparison on the same scenes, the
-fraction of the gap closed is (R_dpo − R_pre) / (R_ceiling − R_pre) per material (NaN
-where the pretrained policy is already at or above the ceiling).
+fraction of the gap closed is (R_dpo − R_pre) / (R_ceiling − R_pre) per material, on the
+scenes whose material the pretrained policy names right (NaN where it is already within
+``MIN_GAP`` of the ceiling). The ceiling is the best *constant*: a head that reads the
+within-material cue of the images can pass it.
 """
 from __future__ import annotations
 
@@ -62,11 +64,16 @@ def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_gri
             "E": grid.tolist(), "reward": [float(res.reward) for _, res in scored]}
 
 
-def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = None) -> dict:
+MIN_GAP = 0.005  # reward units: a smaller gap to the ceiling is within a few scenes' noise
+
+
+def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = None,
+                      min_gap: float = MIN_GAP) -> dict:
     """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)]}
     and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok scenes whose material
     the pretrained policy names right (so both policies simulate the material the ceiling
-    does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed."""
+    does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed
+    (NaN where the pretrained policy is within ``min_gap`` of the ceiling or above it)."""
     by_scene = {r["scene_id"]: r for r in comparison_rows or []}
     out = {}
     for mat in sorted({r["true_material"] for r in rows}):
@@ -85,7 +92,7 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
             ceil_ok = float(rewards[ok, best].mean())
             gap = ceil_ok - pre
             entry.update(n_ok=len(ok), ceiling_ok=ceil_ok, pretrained=pre, dpo=dpo,
-                         gap_closed=(dpo - pre) / gap if gap > 1e-9 else float("nan"))
+                         gap_closed=(dpo - pre) / gap if gap > min_gap else float("nan"))
         out[mat] = entry
     return out
 

@@ -64,3 +64,11 @@ def test_ceiling_simulates_every_grid_value_of_real_scenes(tmp_path):
     assert any(len(set(np.round(r["reward"], 6))) > 1 for r in rows)
     summary = summarize_ceiling(rows)
     assert set(summary) == {r["true_material"] for r in rows}
+
+
+def test_no_gap_closed_where_the_pretrained_policy_is_at_the_ceiling():
+    rows = [{"scene_id": "a", "true_material": "sand", "E": [1e4, 1e5], "reward": [-0.2, -0.1]}]
+    comp = [{"scene_id": "a", "pretrained": {"reward": -0.102, "material_ok": 1.0},
+             "dpo": {"reward": -0.05}}]
+    assert math.isnan(summarize_ceiling(rows, comp)["sand"]["gap_closed"])
+    assert summarize_ceiling(rows, comp, min_gap=0.001)["sand"]["gap_closed"] == pytest.approx(26.0)
