@@ -11,9 +11,7 @@ from physgm.materials import MATERIALS, PARAM_NAMES, PhysParams, normalize
 from physgm.model import PhysGM, PixelGaussians, pixels_to_gaussians
 from physgm.model.losses import depth_loss, material_loss, param_losses, rgb_loss
 from physgm.model.transformer import dpt_layer_indices
-
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
+from tiny_model import TINY
 
 
 def _inputs(b, v, size, seed=0):

@@ -11,9 +11,9 @@ from physgm.model import PhysGM
 from physgm.model.backbone import CheckpointError
 from physgm.model.checkpoint import (FILE_NAME, checkpoint_file, load_model, read_checkpoint,
                                      save_model)
+from tiny_model import TINY as TINY_MODEL
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32, near=0.3, far=3.0)
+TINY = {**TINY_MODEL, "near": 0.3, "far": 3.0}
 
 
 def _trained_model(cfg):

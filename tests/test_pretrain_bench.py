@@ -1,9 +1,7 @@
 """bench_pretrain: both variants run in their own process, train the same maths, and the
 JSON carries throughput, peak memory and the DeepSpeed/plain ratios."""
 from benchmarks.bench_pretrain import bench_pretrain
-
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
+from tiny_model import TINY
 
 
 def test_bench_pretrain_smoke(capsys):

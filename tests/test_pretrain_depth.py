@@ -8,9 +8,9 @@ from physgm.config import ModelConfig, build_config
 from physgm.model import PhysGM, pixels_to_gaussians
 from pretrain.step import input_depth, input_rays, pretrain_step, view_cosines
 from pretrain.synthetic import synthetic_batch
+from tiny_model import TINY as TINY_MODEL
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32, near=1.0, far=3.0)
+TINY = {**TINY_MODEL, "near": 1.0, "far": 3.0}
 PHYSICS = {"material", "param_nll", "param_mse", "total"}
 
 

@@ -13,9 +13,8 @@ from pretrain.engine import build_engine
 from pretrain.schedule import lr_factor
 from pretrain.step import pretrain_step
 from pretrain.synthetic import synthetic_batch
+from tiny_model import TINY
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
 WEIGHTS = {"rgb": 1.0, "alpha": 0.1, "material": 0.1, "params": 0.01}
 
 

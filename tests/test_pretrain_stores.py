@@ -10,9 +10,9 @@ from physgm.data.store import is_image_only, list_scenes, open_store, splits
 from physgm.model import PhysGM
 from pipeline.run import held_out_config, stage_data, stage_pretrain
 from pipeline.study import plan_study
+from tiny_model import TINY as TINY_MODEL
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32, near=0.3, far=1.5)
+TINY = {**TINY_MODEL, "near": 0.3, "far": 1.5}
 
 
 def _cfg(tmp_path, **data):

@@ -12,11 +12,11 @@ from physgm.model import load_model
 from runtime import tracking
 from pretrain.checkpoint import list_checkpoints, read_state
 from pretrain.train import run_pretrain
+from tiny_model import TINY as TINY_MODEL
 
 # near/far bracket the data's camera distances (0.65–1 m): with the default (0.5, 4) m the
 # initial Gaussians lie behind the object and mostly outside the target views
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32, near=0.3, far=1.5)
+TINY = {**TINY_MODEL, "near": 0.3, "far": 1.5}
 DATA = dict(n_scenes=10, n_views=4, image_size=32, video_frames=3, max_particles=400,
             val_fraction=0.2, test_fraction=0.2, workers=2)
 

@@ -19,9 +19,7 @@ from pretrain.step import check_batch, pretrain_step
 from pretrain.synthetic import synthetic_batch
 from pretrain.validate import physics_errors, psnr, summarize
 from runtime.distributed import capture_rng, restore_rng
-
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
+from tiny_model import TINY
 
 
 # ---------------------------------------------------------------- schedule

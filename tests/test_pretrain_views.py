@@ -13,9 +13,9 @@ from pretrain.evaluate import evaluate_models, format_report, mlflow_metrics
 from pretrain.loader import ShardedBatches, stream
 from pretrain.train import pretrain_data, run_pretrain
 from pretrain.validate import material_by_views
+from tiny_model import TINY as TINY_MODEL
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32, near=0.3, far=1.5)
+TINY = {**TINY_MODEL, "near": 0.3, "far": 1.5}
 DATA = dict(image_size=32, n_views=4, max_particles=300, val_fraction=0.25,
             test_fraction=0.25, workers=1)
 

@@ -28,9 +28,8 @@ from physgm.config import build_config  # noqa: E402
 from physgm.gaussians import Gaussians  # noqa: E402
 from physgm.materials import MATERIALS, PARAM_RANGES, Material  # noqa: E402
 from serving.model_source import ModelSource  # noqa: E402
+from tiny_model import TINY  # noqa: E402
 
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
 SAMPLES = Path(__file__).resolve().parents[1] / "serving" / "static" / "samples"
 
 

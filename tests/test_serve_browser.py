@@ -17,10 +17,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sync_api = pytest.importorskip("playwright.sync_api")
 ray = pytest.importorskip("ray")
 from ray import serve  # noqa: E402
+from tiny_model import TINY  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "serving" / "static" / "samples"
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
 
 
 @pytest.fixture(scope="module")

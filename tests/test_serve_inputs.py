@@ -17,10 +17,9 @@ from physgm.materials import MATERIALS, PARAM_RANGES, Material
 from serving.inputs import (CameraDefaults, InputError, Limits, declared_size, decode_image,
                             parse_cameras, parse_views, prepare_views, sniff_image_type)
 from serving.security import RequestGuard, check_bind, key_digest, resolve_api_key
+from tiny_model import TINY
 
 LIMITS = Limits(min_px=32, max_px=256, max_views=4, max_bytes=1 << 20)
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
 
 
 def png(w=48, h=40, mode="RGB", color=(200, 30, 30)) -> bytes:

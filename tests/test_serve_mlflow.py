@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from physgm.config import ModelConfig, ServeConfig
-
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
+from tiny_model import TINY
 
 
 def test_runs_uri_is_downloaded_and_loaded(tmp_path, monkeypatch):

@@ -10,9 +10,7 @@ from physgm.config import load_config
 from physgm.config.sections import ModelConfig
 from physgm.materials import MATERIALS
 from serving.sample_check import SAMPLES, check_samples, grid_components
-
-TINY = dict(image_size=32, patch_size=8, dim=32, depth=2, heads=2, backbone_depth=1,
-            dpt_features=16, physics_hidden=32)
+from tiny_model import TINY
 
 
 def test_grid_components_splits_apart_clusters_only():
