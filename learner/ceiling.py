@@ -16,10 +16,10 @@ within-material cue of the images can pass it.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
-import ray
 import torch
 
 from physgm.config import RunConfig
@@ -46,7 +46,8 @@ def z_with_E(z: np.ndarray, E: np.ndarray) -> np.ndarray:
     return out
 
 
-def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_grid: int) -> dict:
+def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_grid: int = 7
+                  ) -> dict:
     """One held-out scene (with TRUE physics) → {"scene_id", "true_material", "E" (n,) [Pa],
     "reward" (n,)}: the pretrained μ of the true material at each grid E."""
     if scene.true is None:
@@ -119,7 +120,8 @@ def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int 
                 split: str = "test", parallel: bool = True,
                 on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """The grid of every held-out scene (``ceiling_scene``) → rows, in parallel as Ray tasks
-    when Ray is running."""
+    when Ray is running (``learner.evaluate.map_scenes``)."""
+    from learner.evaluate import map_scenes
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
 
@@ -127,33 +129,5 @@ def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int 
     ids = ids[:n_scenes] if n_scenes else ids
     model, _ = load_model(pretrained, "cpu")
     tokens = encode_scenes(model, cfg, ids)
-    head = model.physics_head.eval()
-    progress = on_progress or (lambda done, total: None)
-    if parallel and ray.is_initialized():
-        head_ref = ray.put(head)
-        refs = [_ceiling_remote.remote(cfg, sid, head_ref, tokens[sid], n_grid) for sid in ids]
-        pending = list(refs)
-        while pending:
-            _, pending = ray.wait(pending, num_returns=1)
-            progress(len(refs) - len(pending), len(refs))
-        return ray.get(refs)
-    rows = []
-    for sid in ids:
-        rows.append(_ceiling_one(cfg, sid, head, tokens[sid], n_grid))
-        progress(len(rows), len(ids))
-    return rows
-
-
-def _ceiling_one(cfg: RunConfig, scene_id: str, head, tokens: np.ndarray, n_grid: int) -> dict:
-    from reward.scorer import RewardScorer
-    from runtime.scenes import load_rollout_scene
-
-    torch.set_num_threads(1)
-    return ceiling_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), head, tokens,
-                         RewardScorer(cfg.reward), n_grid)
-
-
-@ray.remote(num_cpus=1)
-def _ceiling_remote(cfg: RunConfig, scene_id: str, head, tokens: np.ndarray,
-                    n_grid: int) -> dict:
-    return _ceiling_one(cfg, scene_id, head, tokens, n_grid)
+    return map_scenes(cfg, ids, partial(ceiling_scene, n_grid=n_grid),
+                      model.physics_head.eval(), tokens, parallel, on_progress)

@@ -17,8 +17,6 @@ import re
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-import ray
 import torch
 
 from learner.curve_summary import curve_figures, head_name
@@ -78,6 +76,7 @@ def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: in
 
     ``pretrained``: the checkpoint whose frozen encoder gives the tokens (DPO changes only
     the physics head). Scenes run as Ray tasks (one CPU each) when Ray is up."""
+    from learner.evaluate import evaluate_scene, map_scenes
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
 
@@ -89,34 +88,7 @@ def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: in
     model, _ = load_model(pretrained, "cpu")
     tokens = encode_scenes(model, val_cfg, ids)
     heads = load_heads(model, snapshots)
-    progress = on_progress or (lambda done, total: None)
-    if ray.is_initialized():
-        heads_ref = ray.put(heads)
-        refs = [_score_remote.remote(val_cfg, sid, heads_ref, tokens[sid]) for sid in ids]
-        pending = list(refs)
-        while pending:
-            _, pending = ray.wait(pending, num_returns=1)
-            progress(len(refs) - len(pending), len(refs))
-        rows = ray.get(refs)
-    else:
-        rows = []
-        for sid in ids:
-            rows.append(_score_one(val_cfg, sid, heads, tokens[sid]))
-            progress(len(rows), len(ids))
+    rows = map_scenes(val_cfg, ids, evaluate_scene, heads, tokens, on_progress=on_progress)
     points = curve_figures(rows, [s for s, _ in snapshots], val_cfg.eval.tie_eps)
     return points, rows
 
-
-def _score_one(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
-    from learner.evaluate import evaluate_scene
-    from reward.scorer import RewardScorer
-    from runtime.scenes import load_rollout_scene
-
-    torch.set_num_threads(1)
-    return evaluate_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), heads, tokens,
-                          RewardScorer(cfg.reward))
-
-
-@ray.remote(num_cpus=1)
-def _score_remote(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
-    return _score_one(cfg, scene_id, heads, tokens)

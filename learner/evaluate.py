@@ -81,7 +81,7 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
                    tie_eps: float | None = None) -> tuple[dict, list[dict]]:
     """Evaluate two checkpoints (w/o and w/ DPO) on held-out scenes → (summary, rows).
 
-    Scenes are evaluated in parallel as Ray tasks when Ray is running (one CPU each);
+    Scenes are evaluated in parallel as Ray tasks when Ray is running (``map_scenes``);
     ``on_progress(done, total)`` after each scene."""
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
@@ -92,32 +92,44 @@ def run_comparison(cfg: RunConfig, pretrained: str, dpo: str, n_scenes: int | No
     model_b, _ = load_model(dpo, "cpu")
     tokens = encode_scenes(model_a, cfg, ids)  # the encoder is frozen: same tokens for both
     heads = {"pretrained": model_a.physics_head.eval(), "dpo": model_b.physics_head.eval()}
+    rows = map_scenes(cfg, ids, evaluate_scene, heads, tokens, parallel, on_progress)
+    return summarize(rows, tie_eps=cfg.eval.tie_eps if tie_eps is None else tie_eps), rows
+
+
+def map_scenes(cfg: RunConfig, ids: list[str], fn: Callable, shared, per_scene: dict,
+               parallel: bool = True,
+               on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """[fn(cfg, scene, shared, per_scene[id], scorer) for id in ids], in the order of ids:
+    each scene loaded from ``cfg``'s store (``runtime.scenes.load_rollout_scene``) with a
+    fresh ``RewardScorer``; as Ray tasks (one CPU each, ``shared`` put in the object store
+    once) when ``parallel`` and Ray is running, else in this process; ``on_progress(done,
+    total)`` after each scene. ``fn`` is a module-level function (the tasks pickle it)."""
     progress = on_progress or (lambda done, total: None)
     if parallel and ray.is_initialized():
-        heads_ref = ray.put(heads)
-        refs = [_eval_remote.remote(cfg, sid, heads_ref, tokens[sid]) for sid in ids]
+        shared_ref = ray.put(shared)
+        refs = [_scene_task_remote.remote(fn, cfg, sid, shared_ref, per_scene[sid])
+                for sid in ids]
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, num_returns=1)
             progress(len(refs) - len(pending), len(refs))
-        rows = ray.get(refs)
-    else:
-        rows = []
-        for sid in ids:
-            rows.append(_eval_one(cfg, sid, heads, tokens[sid]))
-            progress(len(rows), len(ids))
-    return summarize(rows, tie_eps=cfg.eval.tie_eps if tie_eps is None else tie_eps), rows
+        return ray.get(refs)
+    rows = []
+    for sid in ids:
+        rows.append(_scene_task(fn, cfg, sid, shared, per_scene[sid]))
+        progress(len(rows), len(ids))
+    return rows
 
 
-def _eval_one(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
+def _scene_task(fn: Callable, cfg: RunConfig, scene_id: str, shared, item) -> dict:
     from reward.scorer import RewardScorer
     from runtime.scenes import load_rollout_scene
 
     torch.set_num_threads(1)
-    return evaluate_scene(cfg, load_rollout_scene(cfg, scene_id, threads=1), heads, tokens,
-                          RewardScorer(cfg.reward))
+    return fn(cfg, load_rollout_scene(cfg, scene_id, threads=1), shared, item,
+              RewardScorer(cfg.reward))
 
 
 @ray.remote(num_cpus=1)
-def _eval_remote(cfg: RunConfig, scene_id: str, heads: dict, tokens: np.ndarray) -> dict:
-    return _eval_one(cfg, scene_id, heads, tokens)
+def _scene_task_remote(fn: Callable, cfg: RunConfig, scene_id: str, shared, item) -> dict:
+    return _scene_task(fn, cfg, scene_id, shared, item)

@@ -163,15 +163,17 @@ def evaluate(
         fail(str(err))
     metrics = mlflow_metrics(result)
     comparison_rows = None
-    if dpo is not None:
-        from learner.eval_summary import format_table
-        from learner.eval_summary import mlflow_metrics as dpo_metrics
-        from learner.evaluate import run_comparison
+    if dpo is not None or ceiling:  # both simulate the scenes of that store, as Ray tasks
         from runtime.ray_cluster import ensure_ray, log_dir
 
         if data is not None:
             cfg.data.path = str(data)
         ensure_ray(cfg, log_dir(cfg))
+    if dpo is not None:
+        from learner.eval_summary import format_table
+        from learner.eval_summary import mlflow_metrics as dpo_metrics
+        from learner.evaluate import run_comparison
+
         try:
             summary, comparison_rows = run_comparison(cfg, str(ckpt), str(dpo), scenes or None,
                                                       split)
@@ -182,11 +184,7 @@ def evaluate(
         metrics.update(dpo_metrics(summary))
     if ceiling:
         from learner.ceiling import format_ceiling, run_ceiling, summarize_ceiling
-        from runtime.ray_cluster import ensure_ray, log_dir
 
-        if data is not None:
-            cfg.data.path = str(data)
-        ensure_ray(cfg, log_dir(cfg))
         try:
             rows = run_ceiling(cfg, str(ckpt), ceiling, scenes or None, split)
         except (FileNotFoundError, ValueError) as err:

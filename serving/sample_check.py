@@ -26,7 +26,7 @@ from physgm.config import RunConfig, load_config
 from physgm.materials import MATERIALS
 from physgm.model import PhysGM, distribution, pixels_to_gaussians
 from serving.inputs import Limits, parse_views
-from serving.scene import place_in_domain, select_object
+from serving.scene import foreground, place_in_domain, select_object
 
 SAMPLES = Path(__file__).resolve().parent / "static" / "samples" / "samples.json"
 
@@ -63,7 +63,7 @@ def check_sample(model: PhysGM, entry: dict, cfg: RunConfig, root: Path) -> dict
                                       cfg.serve.sim.domain_size / cfg.serve.sim.grid_res)
     s2 = mi.images.shape[-1] * mi.images.shape[-2]
     view = np.repeat(np.arange(mi.n_views), s2)
-    fg = np.linalg.norm(rgb, axis=1) > 0.04
+    fg = foreground(rgb)
     means = g.means.numpy()
     cents = [means[fg & (view == v)].mean(0) for v in range(mi.n_views) if (fg & (view == v)).any()]
     gap = max((float(np.linalg.norm(a - b)) for i, a in enumerate(cents) for b in cents[i + 1:]),

@@ -30,6 +30,13 @@ from physgm.materials import (MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, Ph
 MIN_GAUSSIANS = 16
 
 
+def foreground(pixel_rgb: np.ndarray, background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+               bg_tol: float = 0.04) -> np.ndarray:
+    """(N,) bool: the input pixels (N, 3) in [0, 1] farther than ``bg_tol`` (RGB distance)
+    from the background colour."""
+    return np.linalg.norm(pixel_rgb - np.asarray(background, np.float32)[None], axis=1) > bg_tol
+
+
 def select_object(g: Gaussians, pixel_rgb: np.ndarray, min_opacity: float, max_count: int,
                   background: tuple[float, float, float] = (0.0, 0.0, 0.0),
                   bg_tol: float = 0.04, seed: int = 0) -> tuple[Gaussians, str]:
@@ -46,8 +53,7 @@ def select_object(g: Gaussians, pixel_rgb: np.ndarray, min_opacity: float, max_c
         raise ValueError("no Gaussians to simulate")
     op = g.opacities.detach().cpu().numpy()
     finite = np.isfinite(g.means.detach().cpu().numpy()).all(1)
-    fg = (np.linalg.norm(pixel_rgb - np.asarray(background, np.float32)[None], axis=1)
-          > bg_tol) & finite
+    fg = foreground(pixel_rgb, background, bg_tol) & finite
     keep = np.flatnonzero((op >= min_opacity) & fg)
     appearance = "predicted"
     if keep.size < MIN_GAUSSIANS:
