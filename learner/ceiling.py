@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from physgm.config import RunConfig
-from physgm.materials import MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, NORM
+from physgm.materials import MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, normalize_value
 from reward.rollout import simulate_and_score
 
 E_SLOT = PARAM_NAMES.index("E")
@@ -40,9 +40,8 @@ def e_grid(cfg: RunConfig, material: Material | str, n: int) -> np.ndarray:
 
 def z_with_E(z: np.ndarray, E: np.ndarray) -> np.ndarray:
     """z (P,) normalised parameters → (len(E), P), each row z with its E slot set to E [Pa]."""
-    centre, half = NORM["E"]
     out = np.repeat(np.asarray(z, np.float32)[None], len(E), 0)
-    out[:, E_SLOT] = (np.log10(E) - centre) / half
+    out[:, E_SLOT] = [normalize_value("E", float(e)) for e in E]
     return out
 
 

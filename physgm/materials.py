@@ -187,6 +187,12 @@ class PhysParams(BaseModel):
         return math.sqrt((lam + 2.0 * mu) / self.density)
 
 
+def normalize_value(name: str, value: float) -> float:
+    """One parameter ``name`` [SI] → its normalised value (see ``normalize``)."""
+    centre, half = NORM[name]
+    return (_transform(name, value) - centre) / half
+
+
 def normalize(params: PhysParams) -> tuple[np.ndarray, np.ndarray]:
     """Parameters → (z (P,) float32, mask (P,) bool) in the model's normalised space.
 
@@ -198,8 +204,7 @@ def normalize(params: PhysParams) -> tuple[np.ndarray, np.ndarray]:
     for i, name in enumerate(PARAM_NAMES):
         value = getattr(params, name)
         if name in PARAM_RANGES[params.material]:
-            centre, half = NORM[name]
-            z[i] = (_transform(name, value) - centre) / half
+            z[i] = normalize_value(name, value)
             mask[i] = True
     return z, mask
 
