@@ -60,12 +60,13 @@ def task_seed(base_seed: int, task_id: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def sample_candidates(dist, k: int, seed: int, mode: str = "independent"
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def sample_candidates(dist, k: int, seed: int, mode: str = "independent",
+                      material: str = "sample") -> tuple[np.ndarray, np.ndarray]:
     """K draws from a batch-of-one ``PhysicsDistribution``: (materials (K,), z (K, P));
-    ``mode`` as ``PhysicsDistribution.sample`` (``dpo.sampling``)."""
+    ``mode`` and ``material`` as ``PhysicsDistribution.sample`` (``dpo.sampling``,
+    ``dpo.material``)."""
     gen = torch.Generator(device=dist.logits.device).manual_seed(seed)
-    materials, z = dist.sample(k, generator=gen, mode=mode)
+    materials, z = dist.sample(k, generator=gen, mode=mode, material=material)
     return materials[0].cpu().numpy(), z[0].float().cpu().numpy()
 
 

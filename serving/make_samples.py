@@ -4,8 +4,9 @@
 
 Each sample is a primitive (``physgm.sim.sample_shape``) made of Gaussians that look like
 its material does in the training data (``physgm.data.appearance.sample_appearance``: the
-material's palette, opacity, shading and texture; a fixed seed, the hue fixed where the
-title names a colour), seen from the server's default cameras
+material's palette, shading and texture; saturation, value and opacity at the middle of the
+palette, a typical object of the material; a fixed seed for the texture, the hue fixed where
+the title names a colour), seen from the server's default cameras
 (``serving.inputs.CameraDefaults``), so the page can send the views without cameras.
 ``samples.json`` lists them with the cameras used.
 """
@@ -25,9 +26,12 @@ from physgm.sim import sample_shape
 from serving.inputs import CameraDefaults
 
 OUT = Path(__file__).resolve().parent / "static" / "samples"
+# Sizes as the training objects' (their largest extent: median 0.125 m, 90 % within
+# 0.09-0.19 m): a cube fills its box, so an 18 cm one covered more of the view than 95 % of
+# the training objects do.
 SAMPLES = {  # name (<material>_<shape>): (shape, size [m], hue or None, views, title)
-    "jelly_cube": ("cube", 0.18, 0.97, 2, "red jelly cube, 2 views"),
-    "snow_ball": ("sphere", 0.2, None, 3, "snow ball, 3 views"),
+    "jelly_cube": ("cube", 0.12, 0.97, 2, "red jelly cube, 2 views"),
+    "snow_ball": ("sphere", 0.13, None, 3, "snow ball, 3 views"),
 }
 SEED = 0
 SIZE = 128
@@ -39,7 +43,7 @@ def sample_gaussians(name: str, centre) -> Gaussians:
     spacing = size / 14
     pts = sample_shape(shape, centre, size, spacing).astype(np.float32)
     look = sample_appearance(Material(name.split("_")[0]), pts, np.random.default_rng(SEED),
-                             mix_probability=0.0, hue=hue)
+                             mix_probability=0.0, hue=hue, typical=True)
     g = Gaussians.from_points(pts, look.colors, scale=look.scale_factor * spacing)
     g.opacities = torch.from_numpy(look.opacities)
     return g

@@ -189,3 +189,18 @@ def test_a_fixed_hue_changes_the_hue_alone():
     assert red.info["opacity"] == drawn.info["opacity"]
     with pytest.raises(ValueError, match="hue"):
         sample_appearance("jelly", pts, np.random.default_rng(3), 0.0, hue=1.0)
+
+
+def test_a_typical_look_sits_at_the_middle_of_the_palette():
+    """typical=True: saturation, value and opacity at the middle of the palette's ranges
+    whatever the seed; hue and texture still drawn, from the same draws."""
+    pts, _ = sample_object(_spec(), 0.04)
+    (_, _), (s0, s1), (v0, v1), (o0, o1) = PALETTES[Material.jelly]
+    looks = [sample_appearance("jelly", pts, np.random.default_rng(s), 0.0, typical=True)
+             for s in (0, 1)]
+    for look in looks:
+        assert look.info["hsv"][1:] == pytest.approx([(s0 + s1) / 2, (v0 + v1) / 2])
+        assert look.info["opacity"] == pytest.approx((o0 + o1) / 2)
+    assert looks[0].info["hsv"][0] != looks[1].info["hsv"][0]
+    drawn = sample_appearance("jelly", pts, np.random.default_rng(0), 0.0)
+    assert drawn.info["hsv"][0] == looks[0].info["hsv"][0]

@@ -67,6 +67,12 @@ class DPOConfig(_Section):
         "independent; shared_material (one material per scene, K parameter sets of it); "
         "mirrored (K/2 draws, each with its mirror image about the policy mean: antithetic, "
         "same material and density; pair them with pair_mode: mirrored)")
+    material: Literal["sample", "mode"] = Field(
+        "sample", description="the material of the K candidates: sample (each drawn from the "
+        "policy); mode (the policy's most likely material for all K: with pair_mode mirrored "
+        "the material cancels from every pair, so DPO refines the parameters of the material "
+        "the model names, and no simulation is spent on, nor learned from, a material the "
+        "model thinks unlikely)")
     batch_candidates: bool = Field(True, description="simulate a task's K candidates in one "
                                    "physgm.sim.simulate_batch (False: one after another; the "
                                    "same results on CPU, less memory at once on a GPU)")

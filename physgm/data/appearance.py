@@ -106,7 +106,7 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
                       mix_probability: float = 0.1, physics: PhysParams | None = None,
                       physics_cue: float = 0.0,
                       ranges: dict[str, tuple[float, float]] | None = None,
-                      hue: float | None = None) -> Appearance:
+                      hue: float | None = None, typical: bool = False) -> Appearance:
     """Colours and opacities for the Gaussians at ``particles`` (N, 3) [m] (rest pose).
 
     The palette is ``material``'s, except with probability ``mix_probability`` where it is
@@ -114,7 +114,10 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
     ``physics_cue`` > 0 ties brightness to E and saturation to the second parameter (module
     docstring), positions taken in ``ranges`` ({name: (low, high)}: the ranges the true
     parameters were drawn from) where given. ``hue`` in [0, 1) fixes the base colour's hue
-    instead of drawing it (the demo's samples; the same random draws are consumed). Normals for shading are the directions from the object's centroid (a
+    instead of drawing it (the demo's samples; the same random draws are consumed); ``typical``
+    puts saturation, value and opacity at the middle of the palette's ranges instead of
+    drawn positions (a typical object of the palette, not a corner of it; the same draws
+    are consumed). Normals for shading are the directions from the object's centroid (a
     convex-hull approximation)."""
     material = Material(material)
     if not 0.0 <= mix_probability <= 1.0:
@@ -132,6 +135,8 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
     (h0, h1), (s0, s1), (v0, v1), (o0, o1) = PALETTES[palette]
     drawn_hue, u_s, u_v = rng.uniform(h0, h1), rng.random(), rng.random()
     hue = drawn_hue if hue is None else hue
+    if typical:
+        u_s = u_v = 0.5
     t_s = t_v = 0.0
     if physics_cue > 0:
         t_v = 1.0 - range_position(physics, "E", ranges)  # stiffer → darker
@@ -159,6 +164,8 @@ def sample_appearance(material: Material | str, particles: np.ndarray, rng: np.r
         texture += 0.06 * np.sin(p @ (d / np.linalg.norm(d)) * 2 * np.pi / (0.08 * extent))
     colors = base[None] * (shade * texture)[:, None] + highlight[:, None]
     opacity = rng.uniform(o0, o1)
+    if typical:
+        opacity = (o0 + o1) / 2.0
     opacities = np.full(len(p), opacity, np.float32)
     info = {"palette": palette.value, "hsv": [float(x) for x in hsv], "opacity": float(opacity),
             "physics_cue": float(physics_cue)}

@@ -25,6 +25,7 @@ from physgm.materials import (LOG_PARAMS, MATERIAL_SLOTS, MATERIALS, NORM, PARAM
 N_MATERIALS = len(MATERIALS)
 N_PARAMS = len(PARAM_NAMES)
 SAMPLING_MODES = ("independent", "shared_material", "mirrored")
+MATERIAL_CHOICES = ("sample", "mode")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -74,7 +75,8 @@ class PhysicsDistribution:
         return torch.gather(t, 1, idx)
 
     def sample(self, k: int, generator: Optional[torch.Generator] = None,
-               mode: str = "independent") -> tuple[torch.Tensor, torch.Tensor]:
+               mode: str = "independent", material: str = "sample"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """K draws per batch item: materials (B, K) long and z (B, K, P) (no gradient).
 
         ``mode`` (``SAMPLING_MODES``; each draw is marginally π in all three):
@@ -85,6 +87,10 @@ class PhysicsDistribution:
           (m, μ_m − σ_m·ε) (antithetic sampling, as in evolution strategies): a couple has
           the same material and the same density under π, so it probes the reward along ε
           alone. Needs an even K.
+        ``material`` (``MATERIAL_CHOICES``): "sample" draws each material from Cat(softmax
+        (logits)) as above; "mode" gives every draw the most likely material instead (z still
+        drawn as above, from that material's Gaussian: the parameters of the material the
+        model names, not marginally π; the same random draws are consumed).
         Slots the drawn material does not use hold its μ (they are ignored downstream).
         ``generator`` must live on the distribution's device."""
         if k < 1:
@@ -93,9 +99,13 @@ class PhysicsDistribution:
             raise ValueError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
         if mode == "mirrored" and k % 2:
             raise ValueError(f"mirrored sampling draws couples: k must be even, got {k}")
+        if material not in MATERIAL_CHOICES:
+            raise ValueError(f"material must be one of {MATERIAL_CHOICES}, got {material!r}")
         with torch.no_grad():
             n = {"independent": k, "shared_material": 1, "mirrored": k // 2}[mode]
             materials = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+            if material == "mode":
+                materials = self.logits.argmax(-1, keepdim=True).expand(-1, n)
             if mode == "shared_material":
                 materials = materials.expand(-1, k)
             elif mode == "mirrored":  # m₀, m₀, m₁, m₁, …
