@@ -46,6 +46,20 @@ def pairs_to_tensors(pairs, tokens: dict, device) -> dict:
     }
 
 
+def freeze_trunk(head: PhysicsHead, trainable: str) -> None:
+    """``dpo.trainable``: "head" trains every weight of the physics head; "output" only its
+    two output layers (material logits; μ and log σ² of every material and parameter), so a
+    pair moves only the rows of its own material: the hidden layers every material shares
+    stay the pretrained ones."""
+    if trainable == "head":
+        return
+    if trainable != "output":
+        raise ValueError(f"dpo.trainable must be head or output, got {trainable!r}")
+    outputs = {id(p) for layer in (head.material[-1], head.params[-1]) for p in layer.parameters()}
+    for p in head.parameters():
+        p.requires_grad_(id(p) in outputs)
+
+
 class LearnerCore:
     """Policy (trainable physics head in a DeepSpeed engine) + frozen reference head.
 
@@ -68,6 +82,7 @@ class LearnerCore:
         self.reference = copy.deepcopy(policy).to(self.device).eval()
         for p in self.reference.parameters():
             p.requires_grad_(False)
+        freeze_trunk(policy, cfg.trainable)
         init_process_group(use_gpu)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=policy, model_parameters=[p for p in policy.parameters() if p.requires_grad],

@@ -103,6 +103,37 @@ def test_learner_prefers_the_chosen_and_only_the_head_learns():
     assert not any(p.requires_grad for p in learner.reference.parameters())
 
 
+def test_output_only_learner_moves_only_the_paired_material():
+    """dpo.trainable: output: pairs of jelly alone change jelly's μ/σ rows and nothing of the
+    hidden layers or of the other materials' outputs (trainable: head moves them all)."""
+    mc, head, tokens, _ = _setup()
+    rng = np.random.default_rng(1)
+    pairs = [Pair(f"t{i}", "ab"[i % 2], 0, rng.normal(0, 0.5, 8).astype(np.float32), 0,
+                  rng.normal(0, 0.5, 8).astype(np.float32), -0.1, -0.6, 0) for i in range(4)]
+    x = torch.tensor(np.stack([tokens["a"], tokens["b"]]))
+    with torch.no_grad():
+        before = head(x)
+    moved = {}
+    for trainable in ("output", "head"):
+        learner = LearnerCore(head.state_dict(), mc, DPOConfig(batch_pairs=4, lr=3e-3,
+                                                             trainable=trainable), tokens)
+        for _ in range(5):
+            learner.step(pairs)
+        w = learner.weights()
+        policy = PhysicsHead(mc)
+        policy.load_state_dict(w)
+        with torch.no_grad():
+            after = policy(x)
+        moved[trainable] = (after.mu - before.mu).abs().amax(dim=(0, 2))  # (M,)
+        hidden_same = all(torch.equal(w[k], v) for k, v in head.state_dict().items()
+                          if k.startswith("params.0") or k.startswith("params.2"))
+        assert hidden_same == (trainable == "output")
+    assert moved["output"][0] > 1e-3 and float(moved["output"][1:].max()) == 0.0
+    assert float(moved["head"][1:].max()) > 0.0
+    with pytest.raises(ValueError, match="trainable"):
+        DPOConfig(trainable="trunk")
+
+
 def test_learner_checkpoint_resumes_exactly(tmp_path):
     mc, head, tokens, pairs = _setup()
     cfg = DPOConfig(batch_pairs=4, lr=3e-3)

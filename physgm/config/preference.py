@@ -73,6 +73,10 @@ class DPOConfig(_Section):
         "the material cancels from every pair, so DPO refines the parameters of the material "
         "the model names, and no simulation is spent on, nor learned from, a material the "
         "model thinks unlikely)")
+    trainable: Literal["head", "output"] = Field(
+        "head", description="what DPO trains: head (the whole physics head); output (its "
+        "output layers only: a pair moves the μ, σ rows of its own material, never the hidden "
+        "layers all materials share)")
     batch_candidates: bool = Field(True, description="simulate a task's K candidates in one "
                                    "physgm.sim.simulate_batch (False: one after another; the "
                                    "same results on CPU, less memory at once on a GPU)")
