@@ -12,6 +12,13 @@ fraction of the gap closed is (R_dpo − R_pre) / (R_ceiling − R_pre) per mate
 scenes whose material the pretrained policy names right (NaN where it is already within
 ``MIN_GAP`` of the ceiling). The ceiling is the best *constant*: a head that reads the
 within-material cue of the images can pass it.
+
+Per scene, the grid value with the highest reward is the E the video prefers *at the
+model's other parameters*; its signed log10 offset from the scene's true E, averaged per
+material (``E_best_bias``), says whether the reward can remove the labels' E bias there:
+near 0, the video pulls E to the truth; of the labels' sign, the video (with the other
+parameters as the model predicts them: ν, yield stress, snow's thresholds) prefers the
+biased E, and DPO on video fidelity has no reason to remove that bias.
 """
 from __future__ import annotations
 
@@ -47,8 +54,8 @@ def z_with_E(z: np.ndarray, E: np.ndarray) -> np.ndarray:
 
 def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_grid: int = 7
                   ) -> dict:
-    """One held-out scene (with TRUE physics) → {"scene_id", "true_material", "E" (n,) [Pa],
-    "reward" (n,)}: the pretrained μ of the true material at each grid E."""
+    """One held-out scene (with TRUE physics) → {"scene_id", "true_material", "true_E" [Pa],
+    "E" (n,) [Pa], "reward" (n,)}: the pretrained μ of the true material at each grid E."""
     if scene.true is None:
         raise ValueError(f"scene {scene.scene_id} has no true physics: the ceiling needs them")
     m = MATERIALS.index(scene.true.material)
@@ -61,7 +68,7 @@ def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_gri
                                    z_with_E(mu.float().cpu().numpy(), grid), w, h,
                                    cfg.render.backend)
     return {"scene_id": scene.scene_id, "true_material": scene.true.material.value,
-            "E": grid.tolist(), "reward": [float(res.reward) for _, res in scored]}
+            "true_E": float(scene.true.E), "E": grid.tolist(), "reward": [float(res.reward) for _, res in scored]}
 
 
 MIN_GAP = 0.005  # reward units: a smaller gap to the ceiling is within a few scenes' noise
@@ -69,8 +76,9 @@ MIN_GAP = 0.005  # reward units: a smaller gap to the ceiling is within a few sc
 
 def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = None,
                       min_gap: float = MIN_GAP) -> dict:
-    """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)]}
-    and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok scenes whose material
+    """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)],
+    E_best_bias [decades]: mean of log10(argmax-reward grid E / true E) over the scenes (where
+    rows carry ``true_E``)} and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok scenes whose material
     the pretrained policy names right (so both policies simulate the material the ceiling
     does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed
     (NaN where the pretrained policy is within ``min_gap`` of the ceiling or above it)."""
@@ -83,6 +91,9 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
         best = int(np.argmax(mean))
         entry = {"n": len(mine), "E_star": mine[0]["E"][best], "ceiling": float(mean[best]),
                  "reward_by_E": [[e, float(v)] for e, v in zip(mine[0]["E"], mean)]}
+        if all("true_E" in r for r in mine):
+            entry["E_best_bias"] = float(np.mean(
+                [math.log10(r["E"][int(np.argmax(r["reward"]))] / r["true_E"]) for r in mine]))
         ok = [i for i, r in enumerate(mine) if r["scene_id"] in by_scene
               and by_scene[r["scene_id"]]["pretrained"].get("material_ok") == 1.0]
         if ok:
@@ -100,18 +111,23 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
 def format_ceiling(summary: dict) -> str:
     """The per-material ceiling table."""
     lines = [f"{'true material':14s}{'n':>4s}{'E* [Pa]':>11s}{'ceiling':>10s}{'n ok':>6s}"
-             f"{'ceiling':>10s}{'w/o DPO':>10s}{'w/ DPO':>10s}{'gap closed':>12s}"]
+             f"{'ceiling':>10s}{'w/o DPO':>10s}{'w/ DPO':>10s}{'gap closed':>12s}"
+             f"{'best-E bias':>13s}"]
     for mat, e in summary.items():
         cols = [f"{e[k]:10.4f}" if k in e else f"{'—':>10s}"
                 for k in ("ceiling_ok", "pretrained", "dpo")]
         gap = f"{e['gap_closed']:11.0%}" if "gap_closed" in e and np.isfinite(e["gap_closed"]) \
             else f"{'—':>11s}"
+        best = f"{e['E_best_bias']:+13.2f}" if "E_best_bias" in e else f"{'—':>13s}"
         lines.append(f"{mat:14s}{e['n']:4d}{e['E_star']:11.3g}{e['ceiling']:10.4f}"
-                     f"{e.get('n_ok', 0):6d}{''.join(cols)} {gap}")
+                     f"{e.get('n_ok', 0):6d}{''.join(cols)} {gap}{best}")
     lines.append("(E*: the reward-optimal constant E per true material, with the pretrained "
                  "model's other parameters and the right material, over all n scenes; then on "
                  "the n ok scenes whose material the pretrained model names right: the reward "
-                 "at E*, w/o and w/ DPO; gap closed = (w/ − w/o) / (ceiling − w/o))")
+                 "at E*, w/o and w/ DPO; gap closed = (w/ − w/o) / (ceiling − w/o); best-E "
+                 "bias: mean log10(E the video prefers for the scene / its true E) at the "
+                 "model's other parameters [decades]: of the labels' sign, the reward endorses "
+                 "their bias)")
     return "\n".join(lines)
 
 

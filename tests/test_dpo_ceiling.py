@@ -45,6 +45,20 @@ def test_summary_picks_the_best_constant_and_the_gap_on_material_right_scenes():
     assert "n_ok" not in s["snow"] and "gap_closed" not in summarize_ceiling(rows)["jelly"]
     table = format_ceiling(s)
     assert "50%" in table and "snow" in table
+    assert "E_best_bias" not in j  # rows without true_E
+
+
+def test_best_E_bias_is_the_signed_offset_of_each_scenes_preferred_E():
+    """Scene a prefers 1e5 with true 1e5 (0 decades), b prefers 1e6 with true 1e5 (+1):
+    jelly's reward endorses a +0.5 decade bias on average."""
+    E = [1e4, 1e5, 1e6]
+    rows = [{"scene_id": "a", "true_material": "jelly", "true_E": 1e5, "E": E,
+             "reward": [-0.5, -0.1, -0.3]},
+            {"scene_id": "b", "true_material": "jelly", "true_E": 1e5, "E": E,
+             "reward": [-0.4, -0.2, -0.1]}]
+    s = summarize_ceiling(rows)
+    assert s["jelly"]["E_best_bias"] == pytest.approx(0.5)
+    assert "+0.50" in format_ceiling(s)
 
 
 def test_ceiling_simulates_every_grid_value_of_real_scenes(tmp_path):
@@ -60,6 +74,7 @@ def test_ceiling_simulates_every_grid_value_of_real_scenes(tmp_path):
         lo, hi = cfg.data.true_ranges(r["true_material"]).get(
             "E", PARAM_RANGES[r["true_material"]]["E"])
         assert r["E"][0] == pytest.approx(lo) and r["E"][-1] == pytest.approx(hi)
+        assert lo <= r["true_E"] <= hi
     # E changes the simulated video: the grid's rewards are not all equal on every scene
     assert any(len(set(np.round(r["reward"], 6))) > 1 for r in rows)
     summary = summarize_ceiling(rows)
