@@ -4,6 +4,7 @@ fails fast with what to change instead of waiting silently."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,8 +51,32 @@ class Head:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=_env(RAY_ADDRESS=self.address),
-                       capture_output=True, timeout=120)
+        """Stop this head's processes only: ``ray stop`` stops every Ray instance on the host
+        (a `make run` or `physgm study` beside the tests included). Its processes are those
+        whose command line names its temp dir (GCS, raylet, dashboard, log monitor) and
+        their children (the workers, whose command line Ray renames)."""
+        import psutil
+
+        own = [p for p in psutil.process_iter(["cmdline"])
+               if self.temp in " ".join(p.info["cmdline"] or [])]
+        procs = {p.pid: p for p in own}
+        for p in own:
+            try:
+                procs.update({c.pid: c for c in p.children(recursive=True)})
+            except psutil.NoSuchProcess:
+                pass
+        for p in procs.values():
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(list(procs.values()), timeout=30)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 @pytest.fixture()
