@@ -16,9 +16,11 @@ within-material cue of the images can pass it.
 Per scene, the grid value with the highest reward is the E the video prefers *at the
 model's other parameters*; its signed log10 offset from the scene's true E, averaged per
 material (``E_best_bias``), says whether the reward can remove the labels' E bias there:
-near 0, the video pulls E to the truth; of the labels' sign, the video (with the other
-parameters as the model predicts them: ν, yield stress, snow's thresholds) prefers the
-biased E, and DPO on video fidelity has no reason to remove that bias.
+of the labels' sign, the video (with the other parameters as the model predicts them: ν,
+yield stress, snow's thresholds) prefers the biased E, and DPO on video fidelity has no
+reason to remove that bias. Near 0 is weaker evidence: the grid spans the true range only,
+and on a scene whose reward is flat over E the argmax lands anywhere on it, which also
+averages to about 0; read it beside ``reward_by_E``.
 """
 from __future__ import annotations
 
