@@ -70,7 +70,8 @@ def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_gri
                                    z_with_E(mu.float().cpu().numpy(), grid), w, h,
                                    cfg.render.backend)
     return {"scene_id": scene.scene_id, "true_material": scene.true.material.value,
-            "true_E": float(scene.true.E), "E": grid.tolist(), "reward": [float(res.reward) for _, res in scored]}
+            "true_E": float(scene.true.E), "E": grid.tolist(),
+            "reward": [float(res.reward) for _, res in scored]}
 
 
 MIN_GAP = 0.005  # reward units: a smaller gap to the ceiling is within a few scenes' noise
@@ -80,8 +81,8 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
                       min_gap: float = MIN_GAP) -> dict:
     """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)],
     E_best_bias [decades]: mean of log10(argmax-reward grid E / true E) over the scenes (where
-    rows carry ``true_E``)} and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok scenes whose material
-    the pretrained policy names right (so both policies simulate the material the ceiling
+    rows carry ``true_E``)} and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok
+    scenes whose material the pretrained policy names right (so both policies simulate the material the ceiling
     does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed
     (NaN where the pretrained policy is within ``min_gap`` of the ceiling or above it)."""
     by_scene = {r["scene_id"]: r for r in comparison_rows or []}
@@ -94,8 +95,9 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
         entry = {"n": len(mine), "E_star": mine[0]["E"][best], "ceiling": float(mean[best]),
                  "reward_by_E": [[e, float(v)] for e, v in zip(mine[0]["E"], mean)]}
         if all("true_E" in r for r in mine):
-            entry["E_best_bias"] = float(np.mean(
-                [math.log10(r["E"][int(np.argmax(r["reward"]))] / r["true_E"]) for r in mine]))
+            preferred = np.array(mine[0]["E"])[rewards.argmax(1)]           # (n_scenes,) [Pa]
+            true_E = np.array([r["true_E"] for r in mine])
+            entry["E_best_bias"] = float(np.mean(np.log10(preferred / true_E)))
         ok = [i for i, r in enumerate(mine) if r["scene_id"] in by_scene
               and by_scene[r["scene_id"]]["pretrained"].get("material_ok") == 1.0]
         if ok:
