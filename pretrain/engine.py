@@ -54,13 +54,15 @@ def deepspeed_config(cfg: PretrainConfig, world_size: int, gpu: bool) -> dict[st
     }
 
 
+HEAD_PREFIXES = ("physics_head.", "photometric.")
 NO_DECAY_SUFFIXES = ("global_tokens", "view_embed", "cls_token", "register_tokens", "pos_embed")
 
 
 def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = None,
                  head_lr_scale: float = 1.0) -> list[dict]:
     """AdamW groups: matrices/kernels (ndim ≥ 2) decay, everything else does not. With
-    ``head_lr_scale`` ≠ 1 the physics head's parameters get groups of their own at
+    ``head_lr_scale`` ≠ 1 the physics head's parameters and the photometric token's
+    projection (what only the physics head reads) get groups of their own at
     ``lr · head_lr_scale`` (the warm-up/cosine schedule scales every group alike)."""
     split_head = head_lr_scale != 1.0
     if split_head and lr is None:
@@ -68,7 +70,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: Optional[float] = No
     groups: dict[tuple[bool, bool], list] = {}  # (head, flat) → parameters, in that order
     for name, p in model.named_parameters():
         if p.requires_grad:
-            head = split_head and name.startswith("physics_head.")
+            head = split_head and name.startswith(HEAD_PREFIXES)
             flat = p.ndim < 2 or name.endswith(NO_DECAY_SUFFIXES)
             groups.setdefault((head, flat), []).append(p)
     return [{"params": groups[(head, flat)], "weight_decay": 0.0 if flat else weight_decay,

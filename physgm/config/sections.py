@@ -221,6 +221,10 @@ class ModelConfig(_Section):
     n_global_tokens: int = Field(3, ge=2, description="learned global tokens; the physics "
                                  "head reads them and the max-pooled patch token (all → material, "
                                  "tokens 1.. → continuous parameters)")
+    photometric_token: bool = Field(False, description="the physics head also reads a token "
+                                    "of the object pixels' colour statistics "
+                                    "(physgm/model/photometric.py): a from-scratch encoder "
+                                    "learns them slowly; a pretrained one does not need them")
     mlp_ratio: float = Field(4.0, gt=0)
     max_views: int = Field(4, ge=1, le=16, description="views the view embedding covers")
     dpt_layers: Optional[list[int]] = Field(None, description="transformer blocks (0-based) "
@@ -244,8 +248,9 @@ class ModelConfig(_Section):
     @property
     def n_physics_tokens(self) -> int:
         """Tokens the physics head reads (and DPO caches per scene): the learned global
-        tokens and the max-pooled patch token."""
-        return self.n_global_tokens + 1
+        tokens, the photometric token (``photometric_token``) and the max-pooled patch
+        token."""
+        return self.n_global_tokens + 1 + int(self.photometric_token)
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -4,7 +4,8 @@
     Plücker rays (B, V, 6, H, W) ─ PixelUnshuffle + linear ─────────┤ (+) + view embedding
     G learnable global tokens ──────────────────────────────────────┴► joint transformer
         ├─ 4 block outputs (patch tokens) ─► DPT Gaussian head ─► PixelGaussians (B, V, H, W, ·)
-        └─ final global tokens (B, G, D) + max-pooled patch token ─► physics head ─► π(material, …)
+        └─ final global tokens (B, G, D) [+ photometric token] + max-pooled patch token
+               ─► physics head ─► π(material, …)
 
 ``encode`` (backbone + transformer) is what DPO keeps frozen; ``physics(global_tokens)``
 runs the physics head alone on cached tokens; ``freeze_for_dpo`` leaves only the physics
@@ -21,6 +22,7 @@ from torch import nn
 from physgm.config import ModelConfig
 from physgm.model.backbone import Backbone
 from physgm.model.gaussian_head import GaussianHead, PixelGaussians
+from physgm.model.photometric import N_STATS, photometric_stats
 from physgm.model.physics_head import PhysicsHead, PhysicsHeadOutput
 from physgm.model.plucker import PluckerEmbed
 from physgm.model.transformer import MultiViewTransformer, dpt_layer_indices
@@ -28,8 +30,9 @@ from physgm.model.transformer import MultiViewTransformer, dpt_layer_indices
 
 @dataclass(eq=False)
 class Encoded:
-    """global_tokens (B, G + 1, D) after the final norm: the G learned global tokens and the
-    max over all views' patch tokens (what the physics head reads); features: 4 block outputs
+    """global_tokens (B, T, D), T = ``ModelConfig.n_physics_tokens``, what the physics head
+    reads: the G learned global tokens after the final norm, the photometric token (with
+    ``photometric_token``) and the max over all views' patch tokens; features: 4 block outputs
     as maps (B·V, D, h, w), shallow to deep."""
 
     global_tokens: torch.Tensor
@@ -56,6 +59,12 @@ class PhysGM(nn.Module):
         self.plucker_embed = PluckerEmbed(cfg.patch_size, cfg.dim)
         self.view_embed = nn.Parameter(torch.randn(cfg.max_views, cfg.dim) * 0.02)
         self.global_tokens = nn.Parameter(torch.randn(cfg.n_global_tokens, cfg.dim) * 0.02)
+        # The object pixels' colour statistics (N_STATS numbers) → one token for the physics
+        # head (quickstart validation, 500 physics-only steps: material accuracy 0.57 → 0.75
+        # with it and the head's ×10 learning rate; docs/results.md).
+        self.photometric = (nn.Sequential(nn.Linear(N_STATS, cfg.dim), nn.GELU(),
+                                          nn.Linear(cfg.dim, cfg.dim))
+                            if cfg.photometric_token else None)
         self.transformer = MultiViewTransformer(cfg.dim, cfg.depth, cfg.heads, cfg.mlp_ratio,
                                                 cfg.grad_checkpoint)
         self.dpt_layers = list(cfg.dpt_layers) if cfg.dpt_layers else dpt_layer_indices(cfg.depth)
@@ -98,16 +107,19 @@ class PhysGM(nn.Module):
         # (measured, 500 physics-only steps on the quickstart, validation material accuracy:
         # learned tokens alone ≈ 0.33, + mean 0.35, + max 0.71; docs/results.md).
         pooled = out[:, g:].amax(dim=1, keepdim=True)
-        return Encoded(global_tokens=torch.cat([out[:, :g], pooled], dim=1), features=features)
+        parts = [out[:, :g], pooled]
+        if self.photometric is not None:
+            parts.insert(1, self.photometric(photometric_stats(images).to(out.dtype))[:, None])
+        return Encoded(global_tokens=torch.cat(parts, dim=1), features=features)
 
     @torch.no_grad()
     def encode_global(self, images: torch.Tensor, plucker: torch.Tensor) -> torch.Tensor:
-        """The global tokens (B, G + 1, D), without gradient, that DPO caches per scene (the
-        encoder is frozen there); ``physics`` consumes them."""
+        """The physics head's tokens (B, T, D) (``Encoded.global_tokens``), without gradient,
+        that DPO caches per scene (the encoder is frozen there); ``physics`` consumes them."""
         return self.encode(images, plucker).global_tokens
 
     def physics(self, global_tokens: torch.Tensor) -> PhysicsHeadOutput:
-        """Physics head alone: global tokens (B, G + 1, D) → PhysicsHeadOutput."""
+        """Physics head alone: tokens (B, T, D) (``encode_global``) → PhysicsHeadOutput."""
         return self.physics_head(global_tokens)
 
     def forward(self, images: torch.Tensor, plucker: torch.Tensor,

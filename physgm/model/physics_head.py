@@ -1,12 +1,13 @@
 """Physics head: global tokens → material logits and per-material Gaussians over the
 normalised continuous parameters (see ``distribution.py`` for the density).
 
-It reads G + 1 tokens (``ModelConfig.n_physics_tokens``): the model's G learned global
-tokens and the max-pooled patch token (``PhysGM.encode``). All of them, each LayerNormed and
+It reads T = ``ModelConfig.n_physics_tokens`` tokens: the model's G learned global tokens,
+the photometric token (``model.photometric_token``) and the max-pooled patch token
+(``PhysGM.encode``). All of them, each LayerNormed and
 concatenated → MLP → logits (B, M) (measured on the quickstart, validation material
 accuracy after 500 physics-only steps: the learned tokens alone 0.33, with the mean patch
 token 0.35, with the max-pooled one 0.71; a linear probe on the learned tokens 0.65).
-Tokens 1..G, each LayerNormed and concatenated → MLP →
+Tokens 1..T−1, each LayerNormed and concatenated → MLP →
 μ (B, M, P) and log σ² (B, M, P). σ is kept in [std_min, std_max] by
 log σ² = 2·log std_min + 2·log(std_max / std_min)·sigmoid(·), which bounds the DPO policy's
 exploration and keeps the NLL finite.
@@ -53,11 +54,12 @@ class PhysicsHead(nn.Module):
             nn.init.zeros_(last.bias)
 
     def forward(self, global_tokens: torch.Tensor) -> PhysicsHeadOutput:
-        """global_tokens (B, G + 1, D) → PhysicsHeadOutput."""
+        """global_tokens (B, T, D) → PhysicsHeadOutput."""
         b, g, _ = global_tokens.shape
         if g != self.n_global:
-            raise ValueError(f"physics head expects {self.n_global} tokens (the global ones "
-                             f"and the max-pooled patch token), got {g}")
+            raise ValueError(f"physics head expects {self.n_global} tokens (the global ones, "
+                             f"the photometric one if model.photometric_token, the max-pooled "
+                             f"patch token), got {g}: tokens cached by another model?")
         logits = self.material(self.material_norm(global_tokens).flatten(1))
         rest = self.param_norm(global_tokens[:, 1:]).flatten(1)
         raw = self.params(rest).view(b, 2, N_MATERIALS, N_PARAMS)
