@@ -6,7 +6,7 @@ Each sample is a primitive (``physgm.sim.sample_shape``) made of Gaussians that 
 its material does in the training data (``physgm.data.appearance.sample_appearance``: the
 material's palette, shading and texture; saturation, value and opacity at the middle of the
 palette, a typical object of the material; a fixed seed for the texture, the hue fixed where
-the title names a colour), seen from the server's default cameras
+the title names a colour; Gaussians as dense as the training objects'), seen from the server's default cameras
 (``serving.inputs.CameraDefaults``), so the page can send the views without cameras.
 ``samples.json`` lists them with the cameras used.
 """
@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from physgm.config import load_config
 from physgm.data.appearance import sample_appearance
+from physgm.data.synth import particle_spacing
 from physgm.gaussians import Gaussians
 from physgm.materials import Material
 from physgm.render import rasterize
@@ -26,6 +28,7 @@ from physgm.sim import sample_shape
 from serving.inputs import CameraDefaults
 
 OUT = Path(__file__).resolve().parent / "static" / "samples"
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 # Sizes as the training objects' (their largest extent: median 0.125 m, 90 % within
 # 0.09-0.19 m): a cube fills its box, so an 18 cm one covered more of the view than 95 % of
 # the training objects do.
@@ -38,9 +41,12 @@ SIZE = 128
 
 
 def sample_gaussians(name: str, centre) -> Gaussians:
-    """Sample ``name``'s shape as Gaussians with its material's look (module docstring)."""
+    """Sample ``name``'s shape as Gaussians with its material's look (module docstring), as
+    dense as the quickstart's training objects (``physgm.data.synth.particle_spacing``): a
+    translucent material's look depends on how many Gaussians overlap along a ray (a cube of
+    14 Gaussians a side, twice as dense, looked as opaque as plasticine to the model)."""
     shape, size, hue, _, _ = SAMPLES[name]
-    spacing = size / 14
+    spacing = particle_spacing(load_config(QUICKSTART))
     pts = sample_shape(shape, centre, size, spacing).astype(np.float32)
     look = sample_appearance(Material(name.split("_")[0]), pts, np.random.default_rng(SEED),
                              mix_probability=0.0, hue=hue, typical=True)

@@ -34,6 +34,21 @@ def test_samples_look_like_their_material():
     assert float(snow.opacities.mean()) >= 0.85
 
 
+def test_samples_are_as_dense_as_the_training_objects():
+    """A translucent object's look depends on how many Gaussians overlap along a ray: the
+    samples' Gaussians sit at the training objects' particle spacing (1/32 m / 2)."""
+    from scipy.spatial import cKDTree
+
+    from physgm.data.synth import particle_spacing
+    from serving.make_samples import sample_gaussians
+
+    spacing = particle_spacing(load_config("configs/quickstart.yaml"))
+    assert spacing == pytest.approx(1 / 32 / 2)
+    means = sample_gaussians("jelly_cube", (0.5, 0.25, 0.5)).means.numpy()
+    nearest = cKDTree(means).query(means, k=2)[0][:, 1]
+    assert np.median(nearest) == pytest.approx(spacing, rel=0.05)
+
+
 def test_sample_check_runs_on_a_random_model(tmp_path):
     from physgm.model import PhysGM, save_model
 

@@ -66,6 +66,15 @@ def video_sim_config(cfg: RunConfig) -> MPMConfig:
                                       "threads": cfg.sim.threads or 1})
 
 
+def particle_spacing(cfg: RunConfig) -> float:
+    """Spacing [m] of a synthetic object's particles (= Gaussians) before ``data.max_particles``
+    thins them: the video simulation's cell size over ∛particles_per_cell (rounded), e.g.
+    1/32 m / 2 = 1.6 cm in the quickstart."""
+    sim = video_sim_config(cfg)
+    per_axis = max(1, round(sim.particles_per_cell ** (1.0 / 3.0)))
+    return sim.domain_size / sim.grid_res / per_axis
+
+
 def video_camera(cfg: RunConfig) -> Camera:
     """The fixed side camera of the GT videos: looks at the domain's vertical axis,
     ``video_target_height_m`` above the floor, from ``video_distance_m`` on the +z side,
@@ -159,13 +168,11 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
     rng = np.random.default_rng(seed)
     d = cfg.data
     sim_cfg = video_sim_config(cfg)
-    dx = sim_cfg.domain_size / sim_cfg.grid_res
-    per_axis = max(1, round(sim_cfg.particles_per_cell ** (1.0 / 3.0)))
 
     material = Material(d.materials[int(rng.integers(len(d.materials)))])
     true = sample_params(material, rng, d.true_ranges(material))
     spec = random_object(rng, tuple(d.object_size_m), tuple(d.shapes))
-    particles, spacing = sample_object(spec, dx / per_axis, d.max_particles)
+    particles, spacing = sample_object(spec, particle_spacing(cfg), d.max_particles)
     particles = _place(particles, rng, cfg)
     velocity = _initial_velocity(rng, cfg)
     look = sample_appearance(material, particles, rng, d.appearance_mix, physics=true,
