@@ -55,11 +55,15 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
         out["true_material"] = scene.true.material.value
     w, h = scene.reference.shape[2], scene.reference.shape[1]
     choices = [policy_choice(head, tokens) for head in heads.values()]
-    # both policies and the GT physics (for the particle distance) in one batch
+    # both policies in one batch, with the GT physics beside them (for the particle distance)
+    # unless the store kept the GT simulation's trajectory (a third of the work spared)
+    stored = getattr(scene, "trajectory", None)
+    resimulate = scene.true is not None and stored is None
     scored, gt = simulate_and_score(scene, scorer, [m for m, _ in choices],
                                     np.stack([z for _, z in choices]), w, h,
                                     cfg.render.backend, keep_positions=scene.true is not None,
-                                    reference=scene.true)
+                                    reference=scene.true if resimulate else None)
+    gt_positions = gt.positions if resimulate else stored
     for name, (m, _), (cand, res) in zip(heads, choices, scored):
         row = {"reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error),
@@ -70,7 +74,7 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
             row.update(material_ok=float(ok), E_err_log10=abs(bias), E_bias_log10=bias,
                        E_err_log10_ok=abs(bias) if ok else float("nan"),
                        E_bias_log10_ok=bias if ok else float("nan"),
-                       particle_dist=particle_distance(cand.positions, gt.positions))
+                       particle_dist=particle_distance(cand.positions, gt_positions))
         out[name] = row
     return out
 

@@ -26,7 +26,8 @@ class RolloutScene:
     particles (N, 3) [m] and volumes (N,) [m³] for the MPM; gaussians: the object's
     Gaussians, Gaussian i following particle i (i < len(gaussians)); camera: the GT video
     camera; reference (T, H, W, 3) uint8: the GT video; sim: the MPMConfig that made it
-    (``rollout_sim_config``: T − 1 frames); velocity (3,) [m/s] initial.
+    (``rollout_sim_config``: T − 1 frames); velocity (3,) [m/s] initial; trajectory
+    (T, N, 3) [m]: the particles of the GT simulation per frame, where the store has them.
     """
 
     scene_id: str
@@ -39,6 +40,7 @@ class RolloutScene:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(3))
     reference_alpha: Optional[np.ndarray] = None
     true: Optional[PhysParams] = None  # the physics that made the reference (evaluation only)
+    trajectory: Optional[np.ndarray] = None
 
     @property
     def n_frames(self) -> int:
@@ -82,7 +84,8 @@ def load_rollout_scene(cfg: RunConfig, scene_id: str, threads: int = 1) -> Rollo
         scene_id=scene_id, particles=np.asarray(scene.particles, np.float32),
         volumes=np.asarray(scene.volumes, np.float64), gaussians=Gaussians(**g), camera=camera,
         reference=scene.video, velocity=velocity, reference_alpha=scene.video_alpha,
-        sim=rollout_sim_config(cfg, scene.sim, scene.video.shape[0], threads), true=scene.true)
+        sim=rollout_sim_config(cfg, scene.sim, scene.video.shape[0], threads), true=scene.true,
+        trajectory=scene.trajectory)
 
 
 def scene_split(cfg: RunConfig, split: str, need_videos: bool = True) -> list[str]:

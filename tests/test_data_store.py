@@ -42,7 +42,7 @@ def _doc_table(name: str) -> list[list[str]]:
 def test_round_trip(store, scene, tmp_path):
     back = read_scene(open_store(tmp_path / "d.zarr", "r"), "000000")
     for name in ("images", "alpha", "depth", "K", "c2w", "video", "video_alpha", "video_K",
-                 "video_c2w", "particles", "volumes"):
+                 "video_c2w", "particles", "volumes", "trajectory"):
         np.testing.assert_array_equal(getattr(back, name), getattr(scene, name), err_msg=name)
         assert getattr(back, name).dtype == (np.uint8 if getattr(scene, name).dtype == np.uint8
                                              else np.float32)
@@ -51,6 +51,9 @@ def test_round_trip(store, scene, tmp_path):
     assert back.true == scene.true and back.label == scene.label
     assert back.sim == scene.sim and back.shape == scene.shape and back.seed == scene.seed
     assert back.extra["index"] == 0 and back.scene_id == "000000"
+    # the trajectory is the GT simulation's: it starts at the rest pose
+    np.testing.assert_array_equal(back.trajectory[0], back.particles)
+    assert back.trajectory.shape == (back.video.shape[0], len(back.particles), 3)
     partial = read_scene(store, "000000", arrays=("images", "K"))
     assert partial.video.size == 0 and partial.particles is None and partial.gaussians is None
     np.testing.assert_array_equal(partial.images, scene.images)

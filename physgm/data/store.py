@@ -41,7 +41,8 @@ GAUSSIAN_FIELDS = ("means", "scales", "quats", "opacities", "colors")
 SPLITS = ("train", "val", "test")
 REQUIRED = ("images", "K", "c2w")
 VIDEO = ("video", "video_K", "video_c2w")   # all or none (none: an image-only scene)
-ARRAYS = REQUIRED + VIDEO + ("alpha", "depth", "video_alpha", "particles", "volumes")
+ARRAYS = REQUIRED + VIDEO + ("alpha", "depth", "video_alpha", "particles", "volumes",
+                             "trajectory")
 
 
 class StoreError(ValueError):
@@ -55,7 +56,9 @@ class Scene:
     ``true``/``label``: PhysParams or None (real data may have neither); ``particles``,
     ``volumes`` and ``gaussians`` (dict of the five Gaussian fields) are None for real data;
     ``video``, ``video_K``, ``video_c2w`` (and ``video_alpha``) are None for an image-only
-    scene (``physgm data synth --image-only``).
+    scene (``physgm data synth --image-only``); ``trajectory`` (T, N, 3) [m], the GT
+    simulation's particle positions at the T video frames (synthetic full scenes; None in
+    stores written before it and for real data), spares evaluation a re-simulation.
     """
 
     images: np.ndarray
@@ -70,6 +73,7 @@ class Scene:
     particles: Optional[np.ndarray] = None
     volumes: Optional[np.ndarray] = None
     gaussians: Optional[dict[str, np.ndarray]] = None
+    trajectory: Optional[np.ndarray] = None
     true: Optional[PhysParams] = None
     label: Optional[PhysParams] = None
     sim: dict = field(default_factory=dict)
@@ -102,7 +106,8 @@ class Scene:
                   ("video_alpha", self.video_alpha, (t, th, tw), np.uint8)]
         n = -1 if self.particles is None else len(self.particles)
         checks += [("particles", self.particles, (n, 3), None),
-                   ("volumes", self.volumes, (n,), None)]
+                   ("volumes", self.volumes, (n,), None),
+                   ("trajectory", self.trajectory, (t, n, 3), None)]
         if self.gaussians is not None:
             gshape = {"means": (n, 3), "scales": (n, 3), "quats": (n, 4), "opacities": (n,),
                       "colors": (n, 3)}
@@ -171,7 +176,7 @@ def write_scene(root, scene_id: str, scene: Scene) -> None:
               "K": scene.K, "c2w": scene.c2w,
               "video": scene.video, "video_alpha": scene.video_alpha, "video_K": scene.video_K,
               "video_c2w": scene.video_c2w, "particles": scene.particles,
-              "volumes": scene.volumes}
+              "volumes": scene.volumes, "trajectory": scene.trajectory}
     if scene.gaussians is not None:
         arrays.update({f"gaussians/{k}": scene.gaussians[k] for k in GAUSSIAN_FIELDS})
     for name, arr in arrays.items():
@@ -233,7 +238,7 @@ def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) ->
     return Scene(
         **required, **video, alpha=a["alpha"], depth=a["depth"], video_alpha=a["video_alpha"],
         particles=a["particles"], volumes=a["volumes"], gaussians=gaussians,
-        true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
+        trajectory=a["trajectory"], true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
         label=PhysParams(**attrs["label"]) if attrs.get("label") else None,
         sim=attrs.get("sim") or {}, shape=attrs.get("shape") or {},
         appearance=attrs.get("appearance") or {}, seed=attrs.get("seed"),

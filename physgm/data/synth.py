@@ -219,6 +219,7 @@ def draw_scene(seed: int, cfg: RunConfig) -> tuple[Optional[Scene], str]:
         K=np.stack([c.K.numpy() for c in cams]), c2w=np.stack([c.c2w.numpy() for c in cams]),
         video=video, video_alpha=video_alpha, video_K=video_K, video_c2w=video_c2w,
         particles=particles, volumes=volumes,
+        trajectory=None if result is None else np.asarray(result.positions, np.float32),
         gaussians={"means": gc.means.numpy(), "scales": gc.scales.numpy(),
                    "quats": gc.quats.numpy(), "opacities": gc.opacities.numpy(),
                    "colors": gc.colors.numpy()},
