@@ -179,18 +179,34 @@ def write_scene(root, scene_id: str, scene: Scene) -> None:
               "volumes": scene.volumes, "trajectory": scene.trajectory}
     if scene.gaussians is not None:
         arrays.update({f"gaussians/{k}": scene.gaussians[k] for k in GAUSSIAN_FIELDS})
-    for name, arr in arrays.items():
-        if arr is None:
-            continue
-        arr = np.ascontiguousarray(arr if arr.dtype == np.uint8 else arr.astype(np.float32))
-        parent, _, leaf = name.rpartition("/")
-        target = g.require_group(parent) if parent else g
-        target.create_array(leaf, data=arr, chunks=arr.shape or (1,),
-                            compressors=_compressors())
+    arrays = {name: np.ascontiguousarray(arr if arr.dtype == np.uint8 else
+                                         arr.astype(np.float32))
+              for name, arr in arrays.items() if arr is not None}
+    for parent in {name.rpartition("/")[0] for name in arrays} - {""}:
+        g.require_group(parent)
+    _create_arrays(root.store, f"{SCENES}/{scene_id}", arrays)
     g.attrs.update({"true": _params_attr(scene.true), "label": _params_attr(scene.label),
                     "sim": scene.sim, "shape": scene.shape, "appearance": scene.appearance,
                     "seed": scene.seed, "source": scene.source, **scene.extra})
     g.attrs["complete"] = True
+
+
+def _create_arrays(store, path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Create ``path/<name>`` for every array at once, one chunk each: a scene's ~15 small
+    writes run concurrently on zarr's event loop (one after the other a scene's writes took
+    0.13–0.17 s, the synthesis's bottleneck for image-only scenes; together 0.10–0.11 s)."""
+    import asyncio
+
+    import zarr.api.asynchronous as za
+    from zarr.core.sync import sync
+
+    async def write() -> None:
+        await asyncio.gather(*(za.create_array(store, name=f"{path}/{name}", data=arr,
+                                               chunks=arr.shape or (1,),
+                                               compressors=_compressors(), zarr_format=3)
+                               for name, arr in arrays.items()))
+
+    sync(write())
 
 
 def _group(root, scene_id: str):
