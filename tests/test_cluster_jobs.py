@@ -43,7 +43,14 @@ class Head:
                f"--temp-dir={self.temp}", "--disable-usage-stats",
                f"--include-dashboard={'true' if dashboard else 'false'}"]
         if dashboard:
-            cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}"]
+            # the agents' default ports are taken when another Ray instance runs on the host
+            # (a `make run` or `physgm study` beside the tests): then the job agent never
+            # comes up ("No available agent to submit job"); free ports of its own
+            cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
+                    f"--dashboard-agent-listen-port={free_port()}",
+                    f"--dashboard-agent-grpc-port={free_port()}",
+                    f"--metrics-export-port={free_port()}",
+                    f"--runtime-env-agent-port={free_port()}"]
         subprocess.run(cmd, env=_env(), check=True, capture_output=True, timeout=180)
 
     @property
@@ -79,6 +86,20 @@ class Head:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
+def submit_job(head: Head, work: Path, args: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """`ray job submit` to ``head`` from ``work``; retried while the head's job agent has not
+    registered yet ("No available agent": `ray start` returns before it does, and on a
+    loaded machine the first submit can come too early), for up to 3 minutes."""
+    cmd = [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{head.dash}",
+           f"--working-dir={work}", "--", *args]
+    deadline = time.monotonic() + 180
+    while True:
+        r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout)
+        if "No available agent" not in r.stdout + r.stderr or time.monotonic() > deadline:
+            return r
+        time.sleep(5)
+
+
 @pytest.fixture()
 def small_head():
     head = Head(cpus=2, dashboard=False)
@@ -104,11 +125,8 @@ def test_stages_submitted_as_ray_jobs_from_a_clean_working_dir(tmp_path):
         work.mkdir()
         out = tmp_path / "out"
         (work / "tiny.yaml").write_text(TINY.format(out=out))
-        r = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{head.dash}",
-             f"--working-dir={work}", "--", "physgm", "data", "synth", "--config", "tiny.yaml",
-             "--scenes", "2", "--json"],
-            env=_env(), capture_output=True, text=True, timeout=900)
+        r = submit_job(head, work, ["physgm", "data", "synth", "--config", "tiny.yaml",
+                                    "--scenes", "2", "--json"], timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert '"written": 2' in r.stdout
         from physgm.data.store import list_scenes, open_store
@@ -141,10 +159,7 @@ def test_the_whole_run_as_one_ray_job(tmp_path):
             "n_views: 2, workers: 1}", "n_views: 2, workers: 1, n_scenes: 8, val_fraction: 0.2, "
             "test_fraction: 0.3}")
         (work / "run.yaml").write_text(text)
-        r = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", f"--address=http://127.0.0.1:{head.dash}",
-             f"--working-dir={work}", "--", "physgm", "run", "--config", "run.yaml"],
-            env=_env(), capture_output=True, text=True, timeout=1800)
+        r = submit_job(head, work, ["physgm", "run", "--config", "run.yaml"], timeout=1800)
         assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
         for stage in ("data", "pretrain", "dpo", "eval", "serve"):
             assert (out / "job" / "stages" / f"{stage}.json").is_file(), stage
