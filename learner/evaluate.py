@@ -57,13 +57,12 @@ def evaluate_scene(cfg: RunConfig, scene, heads: dict, tokens: np.ndarray, score
     choices = [policy_choice(head, tokens) for head in heads.values()]
     # both policies in one batch, with the GT physics beside them (for the particle distance)
     # unless the store kept the GT simulation's trajectory (a third of the work spared)
-    stored = getattr(scene, "trajectory", None)
-    resimulate = scene.true is not None and stored is None
+    resimulate = scene.true is not None and scene.trajectory is None
     scored, gt = simulate_and_score(scene, scorer, [m for m, _ in choices],
                                     np.stack([z for _, z in choices]), w, h,
                                     cfg.render.backend, keep_positions=scene.true is not None,
                                     reference=scene.true if resimulate else None)
-    gt_positions = gt.positions if resimulate else stored
+    gt_positions = gt.positions if resimulate else scene.trajectory
     for name, (m, _), (cand, res) in zip(heads, choices, scored):
         row = {"reward": float(res.reward), "mask_iou": float(res.mask_iou),
                "track_error": float(res.track_error),
