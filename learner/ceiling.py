@@ -82,9 +82,10 @@ def summarize_ceiling(rows: list[dict], comparison_rows: Optional[list[dict]] = 
     """Per material {n, E_star [Pa], ceiling (mean reward at E*), reward_by_E [(E, mean)],
     E_best_bias [decades]: mean of log10(argmax-reward grid E / true E) over the scenes (where
     rows carry ``true_E``)} and, with the w/o-vs-w/ DPO rows of the same scenes, on the n_ok
-    scenes whose material the pretrained policy names right (so both policies simulate the material the ceiling
-    does): ceiling_ok (mean reward at E*), pretrained, dpo (mean rewards) and gap_closed
-    (NaN where the pretrained policy is within ``min_gap`` of the ceiling or above it)."""
+    scenes whose material the pretrained policy names right (so both policies simulate the
+    material the ceiling does): ceiling_ok (mean reward at E*), pretrained, dpo (mean
+    rewards) and gap_closed (NaN where the pretrained policy is within ``min_gap`` of the
+    ceiling or above it)."""
     by_scene = {r["scene_id"]: r for r in comparison_rows or []}
     out = {}
     for mat in sorted({r["true_material"] for r in rows}):

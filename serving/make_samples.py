@@ -6,8 +6,9 @@ Each sample is a primitive (``physgm.sim.sample_shape``) made of Gaussians that 
 its material does in the training data (``physgm.data.appearance.sample_appearance``: the
 material's palette, shading and texture; saturation, value and opacity at the middle of the
 palette, a typical object of the material; a fixed seed for the texture, the hue fixed where
-the title names a colour; Gaussians as dense as the training objects'), seen from the server's default cameras
-(``serving.inputs.CameraDefaults``), so the page can send the views without cameras.
+the title names a colour; Gaussians as dense as the training objects'), seen from the
+server's default cameras (``serving.inputs.CameraDefaults``), so the page can send the
+views without cameras.
 ``samples.json`` lists them with the cameras used.
 """
 from __future__ import annotations

@@ -86,7 +86,8 @@ class Head:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def submit_job(head: Head, work: Path, args: list[str], timeout: int) -> subprocess.CompletedProcess:
+def submit_job(head: Head, work: Path, args: list[str],
+               timeout: int) -> subprocess.CompletedProcess:
     """`ray job submit` to ``head`` from ``work``; retried while the head's job agent has not
     registered yet ("No available agent": `ray start` returns before it does, and on a
     loaded machine the first submit can come too early), for up to 3 minutes."""

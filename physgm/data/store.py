@@ -254,7 +254,8 @@ def read_scene(root, scene_id: str, arrays: Optional[tuple[str, ...]] = None) ->
     return Scene(
         **required, **video, alpha=a["alpha"], depth=a["depth"], video_alpha=a["video_alpha"],
         particles=a["particles"], volumes=a["volumes"], gaussians=gaussians,
-        trajectory=a["trajectory"], true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
+        trajectory=a["trajectory"],
+        true=PhysParams(**attrs["true"]) if attrs.get("true") else None,
         label=PhysParams(**attrs["label"]) if attrs.get("label") else None,
         sim=attrs.get("sim") or {}, shape=attrs.get("shape") or {},
         appearance=attrs.get("appearance") or {}, seed=attrs.get("seed"),
