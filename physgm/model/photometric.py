@@ -18,8 +18,8 @@ averaged over the views → (B, N_STATS). A from-scratch ViT of the quickstart's
 these slowly (docs/results.md, the quickstart's 96-scene validation store: a logistic
 regression on nine such statistics, fitted to the annotator's labels, reaches 0.85
 material accuracy; the network alone 0.57 after 500 steps, with this token and the head's
-×10 learning rate 0.75); a pretrained backbone (DINOv3) should not need them. Pure tensor math on ``images``' device
-and dtype.
+×10 learning rate 0.75); a pretrained backbone (DINOv3) should not need them. Pure tensor
+math on ``images``' device and dtype.
 """
 from __future__ import annotations
 
