@@ -8,7 +8,9 @@ The orchestrator writes one every ``eval.curve_every`` learner steps and at the 
 ``eval.curve_scenes`` scenes of the validation store with ``learner.evaluate.evaluate_scene``
 (all snapshots of a scene in one task, its GT simulated once) and summarises the rows with
 ``learner.curve_summary.curve_figures``. Cost: snapshots × curve_scenes simulations (+ one
-GT simulation per scene).
+GT simulation per scene where the store lacks its trajectory), less the snapshots whose
+weights equal a head already scored on those scenes (``known``: the pipeline passes its
+validation comparison, so step 0 and the last step are not simulated twice).
 """
 from __future__ import annotations
 
@@ -68,14 +70,39 @@ def load_heads(model, snapshots: list[tuple[int, Path]]) -> dict:
     return heads
 
 
+def same_weights(a: dict, b: dict) -> bool:
+    """Whether two state dicts hold the same tensors (same keys, shapes and values)."""
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.equal(a[k].float(), b[k].float()) for k in a)
+
+
+def _reused(heads: dict, known: dict, ids: list[str]) -> dict[str, str]:
+    """{snapshot name: known row key} for the snapshots whose weights equal a known head's
+    and whose rows cover every scene of ``ids``."""
+    out = {}
+    for name, head in heads.items():
+        state = head.state_dict()
+        for key, (known_head, rows) in known.items():
+            covered = {r["scene_id"] for r in rows if key in r} >= set(ids)
+            if covered and same_weights(state, known_head.state_dict()):
+                out[name] = key
+                break
+    return out
+
+
 def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: int,
-                on_progress: Optional[Callable[[int, int], None]] = None
+                on_progress: Optional[Callable[[int, int], None]] = None,
+                known: Optional[dict[str, tuple[object, list[dict]]]] = None
                 ) -> tuple[list[dict], list[dict]]:
     """Score every snapshot under ``run_dir`` on the first ``n_scenes`` scenes of
     ``val_cfg.data.path`` (all of them: a held-out store) → (curve points, rows).
 
     ``pretrained``: the checkpoint whose frozen encoder gives the tokens (DPO changes only
-    the physics head). Scenes run as Ray tasks (one CPU each) when Ray is up."""
+    the physics head). Scenes run as Ray tasks (one CPU each) when Ray is up. ``known``:
+    {row key: (physics head, rows of ``evaluate_scene`` on this store)}, e.g. the stage's
+    validation comparison ("pretrained", "dpo"): a snapshot with the same weights as such a
+    head (step 0 and the last step) takes its rows instead of being simulated again (the
+    simulation is deterministic, so the figures are the same)."""
     from learner.evaluate import evaluate_scene, map_scenes
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
@@ -86,9 +113,17 @@ def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: in
                                 "eval.curve_every > 0")
     ids = scene_split(val_cfg, "all")[:n_scenes]
     model, _ = load_model(pretrained, "cpu")
-    tokens = encode_scenes(model, val_cfg, ids)
     heads = load_heads(model, snapshots)
-    rows = map_scenes(val_cfg, ids, evaluate_scene, heads, tokens, on_progress=on_progress)
+    reuse = _reused(heads, known or {}, ids)
+    todo = {name: head for name, head in heads.items() if name not in reuse}
+    if todo:
+        tokens = encode_scenes(model, val_cfg, ids)
+        rows = map_scenes(val_cfg, ids, evaluate_scene, todo, tokens, on_progress=on_progress)
+    else:
+        rows = [{"scene_id": sid} for sid in ids]
+    for row in rows:
+        for name, key in reuse.items():
+            old = next(r for r in known[key][1] if r["scene_id"] == row["scene_id"])
+            row.update({k: v for k, v in old.items() if k not in known}, **{name: old[key]})
     points = curve_figures(rows, [s for s, _ in snapshots], val_cfg.eval.tie_eps)
     return points, rows
-

@@ -25,9 +25,12 @@ def _write_json(path: Path, data) -> None:
 
 
 def score_and_plot_curve(cfg: RunConfig, val: Optional[RunConfig], run_id: str, plots: Path,
-                         say: Callable) -> Optional[dict]:
+                         say: Callable, val_rows: Optional[list[dict]] = None
+                         ) -> Optional[dict]:
     """Score the run's DPO snapshots on the validation store, log ``curve/*`` and draw
-    dpo_curve.png → {"points", "snapshots", "scenes", "wall_s"}, or None (said why)."""
+    dpo_curve.png → {"points", "snapshots", "scenes", "wall_s"}, or None (said why).
+    ``val_rows``: the w/o vs w/ DPO rows of that store (the snapshots equal to either
+    model reuse them; ``learner.curve.score_curve``)."""
     from learner.curve import list_snapshots, score_curve
     from learner.curve_summary import curve_metrics
     from learner.dpo import pretrained_path
@@ -46,9 +49,17 @@ def score_and_plot_curve(cfg: RunConfig, val: Optional[RunConfig], run_id: str, 
     say(f"  DPO curve: {len(snapshots)} snapshots (steps {', '.join(str(s) for s, _ in snapshots)})"
         f" × {n} validation scenes")
     t0 = time.perf_counter()
+    known = None
+    if val_rows:
+        from learner.dpo import dpo_checkpoint_path
+        from physgm.model import load_model
+
+        known = {key: (load_model(str(path), "cpu")[0].physics_head, val_rows)
+                 for key, path in (("pretrained", pretrained_path(cfg, None)),
+                                   ("dpo", dpo_checkpoint_path(cfg)))}
     points, _ = score_curve(val, cfg.run_dir, str(pretrained_path(cfg, None)), n,
                             on_progress=lambda d, t: say(f"  curve scenes {d}/{t}",
-                                                         transient=True))
+                                                         transient=True), known=known)
     for point in points:
         tracking.log_metrics(cfg, run_id, curve_metrics(point), point["step"])
     plot_curve(points, plots / "dpo_curve.png", title=f"{cfg.name}: DPO on the validation store")
@@ -58,8 +69,9 @@ def score_and_plot_curve(cfg: RunConfig, val: Optional[RunConfig], run_id: str, 
 
 
 def make_plots(cfg: RunConfig, val: Optional[RunConfig], test_rows: list[dict], run_id: str,
-               say: Callable) -> dict:
-    """Both plots (the curve when ``eval.curve_every`` > 0), logged to the eval run."""
+               say: Callable, val_rows: Optional[list[dict]] = None) -> dict:
+    """Both plots (the curve when ``eval.curve_every`` > 0), logged to the eval run.
+    ``val_rows``: the validation comparison's rows, reused by the curve."""
     from learner.curve_summary import bias_by_material
     from learner.plots import plot_bias_bars
     from runtime import tracking
@@ -72,7 +84,7 @@ def make_plots(cfg: RunConfig, val: Optional[RunConfig], test_rows: list[dict], 
         _write_json(plots / "E_bias_by_material.json", bias)
     out = {"dir": str(plots), "E_bias_by_material": bias}
     if cfg.eval.curve_every:
-        out["curve"] = score_and_plot_curve(cfg, val, run_id, plots, say)
+        out["curve"] = score_and_plot_curve(cfg, val, run_id, plots, say, val_rows)
     pngs = sorted(p.name for p in plots.glob("*.png"))
     if pngs:
         tracking.log_artifacts(cfg, run_id, plots, "plots")

@@ -55,27 +55,27 @@ def parent_run(cfg: RunConfig) -> str:
     return run.info.run_id
 
 
-def _synthesize(cfg: RunConfig, what: str, say: Callable) -> dict:
+def _synthesize(cfg: RunConfig, what: str, say: Callable, pool=None) -> dict:
     from physgm.data.build import synthesize
 
-    report = synthesize(cfg.data.path, cfg, on_progress=lambda d, t: say(
+    report = synthesize(cfg.data.path, cfg, pool=pool, on_progress=lambda d, t: say(
         f"  {what}: scenes {d}/{t}", transient=True))
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} {what} scenes failed: {report.failed}")
     return report.summary()
 
 
-def synthesize_held_out(cfg: RunConfig, say: Callable) -> dict:
+def synthesize_held_out(cfg: RunConfig, say: Callable, pool=None) -> dict:
     """The validation and final test stores of ``eval`` (those with scenes)."""
     out = {}
     for which in ("val", "test"):
         held = held_out_config(cfg, which)
         if held is not None:
-            out[which] = _synthesize(held, f"{which} (seed {held.data.seed})", say)
+            out[which] = _synthesize(held, f"{which} (seed {held.data.seed})", say, pool)
     return out
 
 
-def synthesize_pretrain(cfg: RunConfig, say: Callable) -> dict:
+def synthesize_pretrain(cfg: RunConfig, say: Callable, pool=None) -> dict:
     """The image-only pretraining store (``data.pretrain_scenes`` > 0), else nothing."""
     from physgm.config import pretrain_store_config
 
@@ -83,7 +83,7 @@ def synthesize_pretrain(cfg: RunConfig, say: Callable) -> dict:
     if pre is None:
         return {}
     return {"pretrain": _synthesize(pre, f"pretraining, image-only (seed {pre.data.seed})",
-                                    say)}
+                                    say, pool)}
 
 
 def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
@@ -93,8 +93,14 @@ def stage_data(cfg: RunConfig, parent: str, say: Callable) -> dict:
         raise ValueError("data.image_only would make data.path (the DPO store) image-only, but "
                          "DPO and evaluation need GT videos: to pretrain on image-only scenes "
                          "set data.pretrain_scenes instead")
-    return {"train": _synthesize(cfg, "training", say), **synthesize_pretrain(cfg, say),
-            **synthesize_held_out(cfg, say)}
+    from contextlib import nullcontext
+
+    from physgm.data.build import worker_pool
+
+    workers = cfg.data.workers  # one pool start-up for the four stores (1: in-process)
+    with worker_pool(workers) if workers > 1 else nullcontext() as pool:
+        return {"train": _synthesize(cfg, "training", say, pool),
+                **synthesize_pretrain(cfg, say, pool), **synthesize_held_out(cfg, say, pool)}
 
 
 def stage_pretrain(cfg: RunConfig, parent: str, say: Callable) -> dict:
@@ -207,12 +213,12 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
     from pipeline.plots import make_plots
     from runtime import tracking
 
-    out = {}
+    out, val_rows = {}, None
     with tracking.start_run(cfg, "eval", parent_run_id=parent) as run:
         val = held_out_config(cfg, "val")
         if val is not None:
             say(f"  validation: {cfg.eval.val_scenes} scenes (seed {val.data.seed}):")
-            out["val"], _ = _compare(val, "all", None, "eval_val", "eval/val", run, say)
+            out["val"], val_rows = _compare(val, "all", None, "eval_val", "eval/val", run, say)
         test = held_out_config(cfg, "test")
         if test is not None:
             say(f"  final test: {cfg.eval.test_scenes} scenes (seed {test.data.seed}, used for "
@@ -221,7 +227,7 @@ def stage_eval(cfg: RunConfig, parent: str, say: Callable) -> dict:
         else:
             say("  held-out test split of the training store:")
             out["test"], rows = _compare(cfg, "test", None, "eval_test", "eval", run, say)
-        out["plots"] = make_plots(cfg, val, rows, run.info.run_id, say)
+        out["plots"] = make_plots(cfg, val, rows, run.info.run_id, say, val_rows)
     out["mlflow_run_id"] = run.info.run_id
     return out
 

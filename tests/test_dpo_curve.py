@@ -109,3 +109,24 @@ def test_snapshots_scored_plotted_and_logged(workdir):
     assert sorted(m.step for m in history) == [0, 2, 4, 5]
     by_step = {m.step: m.value for m in history}
     assert by_step[4] == pytest.approx(curve["points"][2]["reward"])
+
+    # step 0 and the last step reuse the validation comparison's rows (same weights): the
+    # curve scored afresh, every snapshot simulated, gives the same points
+    from learner.curve import _reused, load_heads, score_curve
+    from pipeline.run import held_out_config
+
+    val = held_out_config(cfg, "val")
+    heads = load_heads(model, snaps)
+    ids = ["000000", "000001"]
+    rows = [{"scene_id": i, "pretrained": {}, "dpo": {}} for i in ids]
+    known = {"pretrained": (model.physics_head, rows), "dpo": (final.physics_head, rows)}
+    assert _reused(heads, known, ids) == {head_name(0): "pretrained", head_name(5): "dpo"}
+    assert _reused(heads, known, ids + ["000002"]) == {}  # rows must cover every scene
+    fresh, _ = score_curve(val, cfg.run_dir, str(workdir / "runs/quickstart/checkpoints/final"),
+                           2)
+    for a, b in zip(fresh, curve["points"]):
+        assert a["step"] == b["step"] and a["reward"] == pytest.approx(b["reward"])
+        assert a["win_rate"] == b["win_rate"] and a["E_bias"] == b["E_bias"]
+    summary = out["val"]["summary"]
+    assert curve["points"][0]["reward"] == pytest.approx(summary["pretrained"]["reward"])
+    assert curve["points"][-1]["reward"] == pytest.approx(summary["dpo"]["reward"])

@@ -1,7 +1,9 @@
 """Generate a synthetic dataset into a zarr store: scenes in parallel, resumable.
 
 Workers (a spawn-context process pool of ``data.workers``; in-process when 1) each build
-whole scenes; the parent process is the only writer of the store. A scene whose group
+whole scenes; the parent process is the only writer of the store. Several stores made one
+after another can share one pool (``worker_pool``; each new pool costs its workers'
+start-up: torch, warp and its kernels, ~3-5 s on 2 cores). A scene whose group
 exists with ``complete`` set is skipped on a re-run; a partially written one is deleted and
 redone. The splits are recomputed over all complete scenes at the end.
 
@@ -80,6 +82,17 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawn-context processes for ``synthesize(..., pool=)`` (use it
+    as a context manager: leaving it shuts the workers down)."""
+    import multiprocessing as mp
+
+    if workers < 1:
+        raise ValueError(f"workers must be ≥ 1, got {workers}")
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                               initializer=_init_worker)
+
+
 def _work(index: int, cfg_json: dict):
     """Pool task: build scene ``index`` (returns SceneResult or the error message)."""
     from physgm.data.synth import SceneGenerationError, generate_scene
@@ -93,12 +106,16 @@ def _work(index: int, cfg_json: dict):
 
 def synthesize(out: str | Path, cfg: RunConfig, n_scenes: Optional[int] = None,
                workers: Optional[int] = None,
-               on_progress: Optional[Callable[[int, int], None]] = None) -> SynthReport:
+               on_progress: Optional[Callable[[int, int], None]] = None,
+               pool: Optional[ProcessPoolExecutor] = None) -> SynthReport:
     """Make scenes 0 … n_scenes−1 of ``cfg.data`` in the store ``out`` (created if needed).
 
     Args:
         n_scenes: default ``cfg.data.n_scenes``; workers: default ``cfg.data.workers``.
         on_progress: callback(done, total) after each scene (skipped ones count as done).
+        pool: a ``worker_pool`` to build the scenes in (left running for the next store;
+            ``workers`` is then only reported); default: a pool of ``workers`` for this
+            call, or none when ``workers`` is 1.
     Raises:
         StoreError when ``out`` holds scenes made with different generator settings.
     """
@@ -156,19 +173,22 @@ def synthesize(out: str | Path, cfg: RunConfig, n_scenes: Optional[int] = None,
             on_progress(done, n)
 
     cfg_json = cfg.model_dump(mode="json")
-    if workers == 1 or len(todo) <= 1:
+
+    def run_in(executor: ProcessPoolExecutor) -> None:
+        pending = {executor.submit(_work, i, cfg_json) for i in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                record(*fut.result())
+
+    if pool is not None and todo:
+        run_in(pool)
+    elif workers == 1 or len(todo) <= 1:
         for i in todo:
             record(*_work(i, cfg_json))
     else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
-            pending = {pool.submit(_work, i, cfg_json) for i in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    record(*fut.result())
+        with worker_pool(min(workers, len(todo))) as own:
+            run_in(own)
 
     # Synthetic scenes are re-split; scenes brought in by `data convert` keep their split.
     previous = splits(root) if root.attrs.get("splits") else {s: [] for s in SPLITS}
