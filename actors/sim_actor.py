@@ -43,7 +43,8 @@ class SimActorCore:
         from runtime.scenes import load_rollout_scene
 
         if scene_id not in self.scenes:
-            self.scenes[scene_id] = load_rollout_scene(self.cfg, scene_id, self.threads)
+            self.scenes[scene_id] = load_rollout_scene(self.cfg, scene_id, self.threads,
+                                                       trajectory=False)
         return self.scenes[scene_id]
 
     def set_weights(self, weights: dict, version: int) -> None:

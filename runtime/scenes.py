@@ -60,11 +60,19 @@ def rollout_sim_config(cfg: RunConfig, scene_sim: dict, video_frames: int,
     return sim.model_copy(update={"n_frames": int(video_frames) - 1, "threads": int(threads)})
 
 
-def load_rollout_scene(cfg: RunConfig, scene_id: str, threads: int = 1) -> RolloutScene:
-    """Read what it takes to re-simulate ``scene_id`` of ``cfg.data.path``."""
+ROLLOUT_ARRAYS = ("particles", "volumes", "gaussians", "video", "video_alpha", "video_K",
+                  "video_c2w")
+
+
+def load_rollout_scene(cfg: RunConfig, scene_id: str, threads: int = 1,
+                       trajectory: bool = True) -> RolloutScene:
+    """Read what it takes to re-simulate ``scene_id`` of ``cfg.data.path`` (not its input
+    views; the GT trajectory only with ``trajectory``: evaluation's particle distance uses
+    it, a DPO actor does not)."""
     from physgm.data.store import open_store, read_scene
 
-    scene = read_scene(open_store(cfg.data.path, "r"), scene_id)
+    arrays = ROLLOUT_ARRAYS + (("trajectory",) if trajectory else ())
+    scene = read_scene(open_store(cfg.data.path, "r"), scene_id, arrays=arrays)
     if scene.particles is None or scene.gaussians is None:
         raise ValueError(f"scene {scene_id!r} has no particles/Gaussians (a converted real "
                          "capture): the DPO actors re-simulate the stored object, so DPO needs "

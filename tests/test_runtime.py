@@ -36,6 +36,11 @@ def test_rollout_sim_config_follows_the_scene_and_the_video(store):
     assert scene.sim.n_frames == scene.n_frames - 1 == 4  # the GT video's length, not sim.n_frames
     assert scene.sim.threads == 2 and scene.sim.grid_res == 24
     assert scene.reference.shape[0] == 5 and scene.particles.shape[1] == 3
+    assert scene.trajectory.shape == (5, len(scene.particles), 3)  # evaluation's
+    lean = load_rollout_scene(store, sid, trajectory=False)  # a DPO actor's: no trajectory
+    assert lean.trajectory is None
+    np.testing.assert_array_equal(lean.reference, scene.reference)
+    np.testing.assert_array_equal(lean.gaussians.means, scene.gaussians.means)
 
 
 def test_token_cache_is_reused_only_for_the_same_encoder_and_views(store, tmp_path):
