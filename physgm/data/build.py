@@ -6,11 +6,11 @@ workers never write the same file; the parent writes only the root's attributes:
 generator settings before, the splits after). A single writer in the parent was the
 bottleneck of image-only synthesis (a scene's ~15 small arrays take ~0.1 s to write, about
 as long as drawing and rendering the scene), and a scene no longer travels back to it
-through a pipe. Several stores made one
-after another can share one pool (``worker_pool``; each new pool costs its workers'
-start-up: torch, warp and its kernels, ~3-5 s on 2 cores). A scene whose group
-exists with ``complete`` set is skipped on a re-run; a partially written one is deleted and
-redone. The splits are recomputed over all complete scenes at the end.
+through a pipe. Several stores made one after another can share one pool
+(``worker_pool``; each new pool costs its workers' start-up: torch, warp and its kernels,
+~3-5 s on 2 cores). A scene whose group exists with ``complete`` set is skipped on a
+re-run; a partially written one is deleted and redone. The splits are recomputed over all
+complete scenes at the end.
 
 ``data.image_only`` makes a store of image-only scenes (no simulation, no video; for
 pretraining): it is part of the generator settings, so one store never mixes both kinds.
