@@ -121,9 +121,10 @@ def score_curve(val_cfg: RunConfig, run_dir: Path, pretrained: str, n_scenes: in
         rows = map_scenes(val_cfg, ids, evaluate_scene, todo, tokens, on_progress=on_progress)
     else:
         rows = [{"scene_id": sid} for sid in ids]
+    by_scene = {key: {r["scene_id"]: r for r in known[key][1]} for key in set(reuse.values())}
     for row in rows:
         for name, key in reuse.items():
-            old = next(r for r in known[key][1] if r["scene_id"] == row["scene_id"])
+            old = by_scene[key][row["scene_id"]]
             row.update({k: v for k, v in old.items() if k not in known}, **{name: old[key]})
     points = curve_figures(rows, [s for s, _ in snapshots], val_cfg.eval.tie_eps)
     return points, rows
