@@ -61,7 +61,7 @@ class SimActorCore:
         with torch.no_grad():  # a copy of the tokens: object-store arrays are read-only
             dist = self.head(torch.tensor(self.tokens[task.scene_id]).float()[None]).distribution()
         materials, z = sample_candidates(dist, dpo.k, task_seed(dpo.seed, task.task_id),
-                                         dpo.sampling, dpo.material)
+                                         dpo.sampling, dpo.material, dpo.mirror_blocks)
         t1 = time.perf_counter()
         w, h = scene.reference.shape[2], scene.reference.shape[1]
         backend = self.cfg.render.backend

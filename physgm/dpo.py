@@ -61,12 +61,13 @@ def task_seed(base_seed: int, task_id: str) -> int:
 
 
 def sample_candidates(dist, k: int, seed: int, mode: str = "independent",
-                      material: str = "sample") -> tuple[np.ndarray, np.ndarray]:
+                      material: str = "sample", blocks: str = "joint"
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """K draws from a batch-of-one ``PhysicsDistribution``: (materials (K,), z (K, P));
-    ``mode`` and ``material`` as ``PhysicsDistribution.sample`` (``dpo.sampling``,
-    ``dpo.material``)."""
+    ``mode``, ``material`` and ``blocks`` as ``PhysicsDistribution.sample`` (``dpo.sampling``,
+    ``dpo.material``, ``dpo.mirror_blocks``)."""
     gen = torch.Generator(device=dist.logits.device).manual_seed(seed)
-    materials, z = dist.sample(k, generator=gen, mode=mode, material=material)
+    materials, z = dist.sample(k, generator=gen, mode=mode, material=material, blocks=blocks)
     return materials[0].cpu().numpy(), z[0].float().cpu().numpy()
 
 

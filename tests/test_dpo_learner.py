@@ -32,6 +32,9 @@ def test_mirrored_pairs_need_mirrored_sampling():
         DPOConfig(pair_mode="mirrored")
     with pytest.raises(ValueError, match="even"):
         DPOConfig(sampling="mirrored", k=5)
+    assert DPOConfig(sampling="mirrored", mirror_blocks="E_rest").mirror_blocks == "E_rest"
+    with pytest.raises(ValueError, match="mirror_blocks"):
+        DPOConfig(mirror_blocks="E_rest")
 
 
 def test_task_seed_is_stable_and_distinct():

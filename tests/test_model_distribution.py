@@ -224,3 +224,24 @@ def test_distribution_from_head_output():
     out = PhysicsHeadOutput(d.logits, d.mu, d.log_var)
     for dd in (distribution(out), out.distribution()):
         assert torch.equal(dd.probs, d.probs) and torch.equal(dd.std, d.std)
+
+
+def test_mirrored_sampling_in_blocks():
+    """blocks="E_rest": couple 0 moves E alone, couple 1 every other slot alone; both stay
+    mirrored about the material's μ (same log π within a couple)."""
+    d = _dist(seed=8, b=3)
+    mats, z = d.sample(4, generator=torch.Generator().manual_seed(2), mode="mirrored",
+                       blocks="E_rest")
+    centre = d._select(d.mu, mats)
+    e = PARAM_NAMES.index("E")
+    off = z - centre                                                      # (B, 4, P)
+    assert torch.all(off[:, 0:2, e].abs() > 0)
+    assert torch.all(off[:, 0:2, :e] == 0) and torch.all(off[:, 0:2, e + 1:] == 0)
+    assert torch.all(off[:, 2:4, e] == 0) and torch.any(off[:, 2:4].abs() > 0)
+    assert torch.allclose(off[:, 0::2], -off[:, 1::2], atol=1e-6)
+    lp = d.log_prob(mats, z)
+    assert torch.allclose(lp[:, 0::2], lp[:, 1::2], atol=1e-4)
+    with pytest.raises(ValueError, match="mirrored"):
+        d.sample(4, mode="independent", blocks="E_rest")
+    with pytest.raises(ValueError, match="blocks"):
+        d.sample(4, mode="mirrored", blocks="E_only")

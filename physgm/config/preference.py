@@ -67,6 +67,11 @@ class DPOConfig(_Section):
         "independent; shared_material (one material per scene, K parameter sets of it); "
         "mirrored (K/2 draws, each with its mirror image about the policy mean: antithetic, "
         "same material and density; pair them with pair_mode: mirrored)")
+    mirror_blocks: Literal["joint", "E_rest"] = Field(
+        "joint", description="what a mirrored couple perturbs: joint (every parameter); "
+        "E_rest (couples alternate between E alone and every other parameter alone, the rest "
+        "at the policy mean: E's reward gap is not mixed with ν's, yield stress's, snow's "
+        "thresholds'; needs sampling: mirrored and an even number of couples to probe both)")
     material: Literal["sample", "mode"] = Field(
         "sample", description="the material of the K candidates: sample (each drawn from the "
         "policy); mode (the policy's most likely material for all K: with pair_mode mirrored "
@@ -124,6 +129,9 @@ class DPOConfig(_Section):
         if self.sampling == "mirrored" and self.k % 2:
             raise ValueError(f"dpo.sampling: mirrored draws couples: dpo.k must be even, "
                              f"got {self.k}")
+        if self.mirror_blocks != "joint" and self.sampling != "mirrored":
+            raise ValueError(f"dpo.mirror_blocks: {self.mirror_blocks} splits mirrored couples: "
+                             "set dpo.sampling: mirrored (or mirror_blocks: joint)")
         if self.pair_mode == "mirrored" and self.sampling != "mirrored":
             raise ValueError("dpo.pair_mode: mirrored pairs each mirrored couple: set "
                              "dpo.sampling: mirrored (or use pair_mode best_worst | margin)")

@@ -26,6 +26,7 @@ N_MATERIALS = len(MATERIALS)
 N_PARAMS = len(PARAM_NAMES)
 SAMPLING_MODES = ("independent", "shared_material", "mirrored")
 MATERIAL_CHOICES = ("sample", "mode")
+MIRROR_BLOCKS = ("joint", "E_rest")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -75,7 +76,7 @@ class PhysicsDistribution:
         return torch.gather(t, 1, idx)
 
     def sample(self, k: int, generator: Optional[torch.Generator] = None,
-               mode: str = "independent", material: str = "sample"
+               mode: str = "independent", material: str = "sample", blocks: str = "joint"
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """K draws per batch item: materials (B, K) long and z (B, K, P) (no gradient).
 
@@ -91,6 +92,11 @@ class PhysicsDistribution:
         (logits)) as above; "mode" gives every draw the most likely material instead (z still
         drawn as above, from that material's Gaussian: the parameters of the material the
         model names, not marginally π; the same random draws are consumed).
+        ``blocks`` (``MIRROR_BLOCKS``, mirrored only): "joint" perturbs every slot of each
+        couple; "E_rest" alternates: couples 0, 2, … perturb E alone, couples 1, 3, … every
+        other used slot alone (the rest held at μ), so a couple's reward gap answers one
+        question: which E at the current other parameters, or which other parameters at the
+        current E (draws are then not marginally π; DPO needs only log π of each).
         Slots the drawn material does not use hold its μ (they are ignored downstream).
         ``generator`` must live on the distribution's device."""
         if k < 1:
@@ -101,6 +107,10 @@ class PhysicsDistribution:
             raise ValueError(f"mirrored sampling draws couples: k must be even, got {k}")
         if material not in MATERIAL_CHOICES:
             raise ValueError(f"material must be one of {MATERIAL_CHOICES}, got {material!r}")
+        if blocks not in MIRROR_BLOCKS:
+            raise ValueError(f"blocks must be one of {MIRROR_BLOCKS}, got {blocks!r}")
+        if blocks != "joint" and mode != "mirrored":
+            raise ValueError(f"blocks {blocks!r} splits mirrored couples: use mode='mirrored'")
         with torch.no_grad():
             n = {"independent": k, "shared_material": 1, "mirrored": k // 2}[mode]
             materials = torch.multinomial(self.probs, n, replacement=True, generator=generator)
@@ -113,6 +123,11 @@ class PhysicsDistribution:
             mu, std = self._select(self.mu, materials), self._select(self.std, materials)
             shape = (mu.shape[0], k // 2 if mode == "mirrored" else k, mu.shape[2])
             eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            if blocks == "E_rest":  # couple c perturbs E alone (c even) or the rest (c odd)
+                e_only = torch.zeros(shape[1:], dtype=torch.bool, device=mu.device)
+                e_only[:, PARAM_NAMES.index("E")] = True
+                even = (torch.arange(shape[1], device=mu.device) % 2 == 0)[:, None]
+                eps = torch.where(torch.where(even, e_only, ~e_only), eps, torch.zeros_like(eps))
             if mode == "mirrored":  # (B, K/2, P) → (B, K, P) as ε₀, −ε₀, ε₁, −ε₁, …
                 eps = torch.stack([eps, -eps], dim=2).flatten(1, 2)
             used = slot_mask(mu.device)[materials]
