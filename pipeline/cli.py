@@ -143,6 +143,12 @@ def evaluate(
         "with E on a grid of this many values over its material's true range (0 = off; 7 "
         "costs ~7 simulations per scene): the reward-optimal constant E per material and, "
         "with --dpo, the fraction of the gap DPO closes")] = 0,
+    e_shifts: Annotated[Optional[str], typer.Option(
+        "--e-shifts", help="also what the video prefers for E around the model's prediction: "
+        "each scene's pretrained physics of its true material with E moved by these decades "
+        "from the predicted E, e.g. '-0.45,-0.3,-0.15,0,0.15,0.3' (one simulation per shift "
+        "and scene): the mean reward per shift and material, and the bias left if E moved "
+        "where the video prefers it")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, json_: JsonOpt = False,
 ) -> None:
     """Score a checkpoint on held-out scenes against the TRUE physical parameters.
@@ -157,13 +163,21 @@ def evaluate(
     ckpt = checkpoint or cfg.run_dir / "checkpoints" / "final"
     if split not in ("train", "val", "test", "all"):
         fail(f"--split must be train, val, test or all, got {split!r}")
+    shifts = None
+    if e_shifts is not None:
+        from learner.e_shift import parse_shifts
+
+        try:
+            shifts = parse_shifts(e_shifts)
+        except ValueError as err:
+            fail(str(err))
     try:
         result = evaluate_checkpoint(ckpt, cfg, data, split, scenes, views)
     except (FileNotFoundError, ValueError) as err:
         fail(str(err))
     metrics = mlflow_metrics(result)
     comparison_rows = None
-    if dpo is not None or ceiling:  # both simulate the scenes of that store, as Ray tasks
+    if dpo is not None or ceiling or shifts:  # these simulate the store's scenes as Ray tasks
         from runtime.ray_cluster import ensure_ray, log_dir
 
         if data is not None:
@@ -191,6 +205,15 @@ def evaluate(
             fail(str(err))
         result["ceiling"] = summarize_ceiling(rows, comparison_rows)
         result["ceiling_table"] = format_ceiling(result["ceiling"])
+    if shifts:
+        from learner.e_shift import format_shifts, run_shifts, summarize_shifts
+
+        try:
+            rows = run_shifts(cfg, str(ckpt), shifts, scenes or None, split)
+        except (FileNotFoundError, ValueError) as err:
+            fail(str(err))
+        result["e_shifts"] = summarize_shifts(rows)
+        result["e_shifts_table"] = format_shifts(result["e_shifts"])
     if log_mlflow:
         from runtime import tracking
 
@@ -201,6 +224,6 @@ def evaluate(
         echo_json(result)
     else:
         typer.echo(format_report(result))
-        for key in ("dpo_table", "ceiling_table"):
+        for key in ("dpo_table", "ceiling_table", "e_shifts_table"):
             if key in result:
                 typer.echo("\n" + result[key])
