@@ -44,6 +44,8 @@ def test_bad_input_exits_2_with_a_message():
     assert res.exit_code == 2 and "sim.grid_res" in res.output
     res = runner.invoke(app, ["simulate", "--shape", "blob"])
     assert res.exit_code == 2 and "unknown shape" in res.output
+    res = runner.invoke(app, ["eval", "--e-shifts", "0.3"])
+    assert res.exit_code == 2 and "--e-shifts" in res.output
 
 
 def test_config_show_prints_resolved_yaml():
