@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from physgm.config import RunConfig
-from physgm.materials import MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, normalize_value
+from physgm.materials import (MATERIALS, PARAM_NAMES, PARAM_RANGES, Material, denormalize,
+                              normalize_value)
 from reward.rollout import simulate_and_score
 
 E_SLOT = PARAM_NAMES.index("E")
@@ -54,24 +55,37 @@ def z_with_E(z: np.ndarray, E: np.ndarray) -> np.ndarray:
     return out
 
 
+def rewards_at_E(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer,
+                 E_of: Callable[[float], np.ndarray], what: str
+                 ) -> tuple[float, np.ndarray, list[float]]:
+    """The pretrained μ of ``scene``'s TRUE material (whatever material the head would name)
+    simulated with E replaced by each value of ``E_of(predicted E [Pa])`` (n,) [Pa], all in
+    one batch, and scored against the GT video → (predicted E [Pa], the E values (n,) [Pa],
+    rewards (n,)). ``what`` names the caller in the error for a scene without true physics."""
+    if scene.true is None:
+        raise ValueError(f"scene {scene.scene_id} has no true physics: {what} needs them")
+    m = MATERIALS.index(scene.true.material)
+    with torch.no_grad():
+        mu = head(torch.tensor(tokens).float()[None]).distribution().mu[0, m]
+    mu = mu.float().cpu().numpy()
+    pred = denormalize(scene.true.material, mu).E
+    grid = np.asarray(E_of(pred), np.float64)
+    scorer.prepare_reference(scene.scene_id, scene.reference)
+    w, h = scene.reference.shape[2], scene.reference.shape[1]
+    scored, _ = simulate_and_score(scene, scorer, [m] * len(grid), z_with_E(mu, grid), w, h,
+                                   cfg.render.backend)
+    return pred, grid, [float(res.reward) for _, res in scored]
+
+
 def ceiling_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer, n_grid: int = 7
                   ) -> dict:
     """One held-out scene (with TRUE physics) → {"scene_id", "true_material", "true_E" [Pa],
     "E" (n,) [Pa], "reward" (n,)}: the pretrained μ of the true material at each grid E."""
-    if scene.true is None:
-        raise ValueError(f"scene {scene.scene_id} has no true physics: the ceiling needs them")
-    m = MATERIALS.index(scene.true.material)
-    with torch.no_grad():
-        mu = head(torch.tensor(tokens).float()[None]).distribution().mu[0, m]
-    grid = e_grid(cfg, scene.true.material, n_grid)
-    scorer.prepare_reference(scene.scene_id, scene.reference)
-    w, h = scene.reference.shape[2], scene.reference.shape[1]
-    scored, _ = simulate_and_score(scene, scorer, [m] * n_grid,
-                                   z_with_E(mu.float().cpu().numpy(), grid), w, h,
-                                   cfg.render.backend)
+    _, grid, rewards = rewards_at_E(cfg, scene, head, tokens, scorer,
+                                    lambda _pred: e_grid(cfg, scene.true.material, n_grid),
+                                    "the ceiling")
     return {"scene_id": scene.scene_id, "true_material": scene.true.material.value,
-            "true_E": float(scene.true.E), "E": grid.tolist(),
-            "reward": [float(res.reward) for _, res in scored]}
+            "true_E": float(scene.true.E), "E": grid.tolist(), "reward": rewards}
 
 
 MIN_GAP = 0.005  # reward units: a smaller gap to the ceiling is within a few scenes' noise
@@ -136,11 +150,12 @@ def format_ceiling(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int | None = None,
-                split: str = "test", parallel: bool = True,
-                on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """The grid of every held-out scene (``ceiling_scene``) → rows, in parallel as Ray tasks
-    when Ray is running (``learner.evaluate.map_scenes``)."""
+def map_held_out(cfg: RunConfig, pretrained: str, fn: Callable, n_scenes: int | None = None,
+                 split: str = "test", parallel: bool = True,
+                 on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """``fn(cfg, scene, head, tokens, scorer)`` on the first ``n_scenes`` scenes of ``split``
+    with the pretrained physics head and its frozen encoder's tokens, in parallel as Ray
+    tasks when Ray is running (``learner.evaluate.map_scenes``)."""
     from learner.evaluate import map_scenes
     from physgm.model import load_model
     from runtime.scenes import encode_scenes, scene_split
@@ -149,5 +164,12 @@ def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int 
     ids = ids[:n_scenes] if n_scenes else ids
     model, _ = load_model(pretrained, "cpu")
     tokens = encode_scenes(model, cfg, ids)
-    return map_scenes(cfg, ids, partial(ceiling_scene, n_grid=n_grid),
-                      model.physics_head.eval(), tokens, parallel, on_progress)
+    return map_scenes(cfg, ids, fn, model.physics_head.eval(), tokens, parallel, on_progress)
+
+
+def run_ceiling(cfg: RunConfig, pretrained: str, n_grid: int = 7, n_scenes: int | None = None,
+                split: str = "test", parallel: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """The grid of every held-out scene (``ceiling_scene``) → rows (``map_held_out``)."""
+    return map_held_out(cfg, pretrained, partial(ceiling_scene, n_grid=n_grid), n_scenes,
+                        split, parallel, on_progress)

@@ -18,13 +18,10 @@ from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
 from physgm.config import RunConfig
-from physgm.materials import MATERIALS, denormalize
-from reward.rollout import simulate_and_score
 
-from .ceiling import z_with_E
+from .ceiling import map_held_out, rewards_at_E
 
 DEFAULT_SHIFTS = (-0.45, -0.3, -0.15, 0.0, 0.15, 0.3)
 
@@ -45,21 +42,12 @@ def shift_scene(cfg: RunConfig, scene, head, tokens: np.ndarray, scorer,
                 shifts: Sequence[float] = DEFAULT_SHIFTS) -> dict:
     """One held-out scene → {"scene_id", "true_material", "pred_bias" (log10 predicted /
     true E of the true material's μ [decades]), "shifts" (n,) [decades], "reward" (n,)}."""
-    if scene.true is None:
-        raise ValueError(f"scene {scene.scene_id} has no true physics: the E shifts need them")
-    m = MATERIALS.index(scene.true.material)
-    with torch.no_grad():
-        mu = head(torch.tensor(tokens).float()[None]).distribution().mu[0, m]
-    mu = mu.float().cpu().numpy()
-    pred = denormalize(scene.true.material, mu).E
-    grid = pred * 10.0 ** np.asarray(shifts, np.float64)
-    scorer.prepare_reference(scene.scene_id, scene.reference)
-    w, h = scene.reference.shape[2], scene.reference.shape[1]
-    scored, _ = simulate_and_score(scene, scorer, [m] * len(grid), z_with_E(mu, grid), w, h,
-                                   cfg.render.backend)
+    factors = 10.0 ** np.asarray(shifts, np.float64)
+    pred, _, rewards = rewards_at_E(cfg, scene, head, tokens, scorer,
+                                    lambda pred_E: pred_E * factors, "the E shifts")
     return {"scene_id": scene.scene_id, "true_material": scene.true.material.value,
             "pred_bias": math.log10(pred / scene.true.E), "shifts": [float(s) for s in shifts],
-            "reward": [float(res.reward) for _, res in scored]}
+            "reward": rewards}
 
 
 def summarize_shifts(rows: list[dict]) -> dict:
@@ -101,15 +89,6 @@ def format_shifts(summary: dict) -> str:
 def run_shifts(cfg: RunConfig, pretrained: str, shifts: Sequence[float] = DEFAULT_SHIFTS,
                n_scenes: int | None = None, split: str = "test", parallel: bool = True,
                on_progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """``shift_scene`` on every held-out scene → rows, as Ray tasks when Ray is running
-    (``learner.evaluate.map_scenes``)."""
-    from learner.evaluate import map_scenes
-    from physgm.model import load_model
-    from runtime.scenes import encode_scenes, scene_split
-
-    ids = scene_split(cfg, split)
-    ids = ids[:n_scenes] if n_scenes else ids
-    model, _ = load_model(pretrained, "cpu")
-    tokens = encode_scenes(model, cfg, ids)
-    return map_scenes(cfg, ids, partial(shift_scene, shifts=tuple(shifts)),
-                      model.physics_head.eval(), tokens, parallel, on_progress)
+    """``shift_scene`` on every held-out scene → rows (``learner.ceiling.map_held_out``)."""
+    return map_held_out(cfg, pretrained, partial(shift_scene, shifts=tuple(shifts)), n_scenes,
+                        split, parallel, on_progress)
